@@ -1,0 +1,276 @@
+package dataplane
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Defaults of the config file. Each is documented in the README's config reference.
+const (
+	// DefaultPort is the IANA-assigned VXLAN UDP port (RFC 7348), the kernel's vxlan default.
+	DefaultPort = 4789
+	// DefaultMTU of a local port: 1500 on the underlay minus 50 bytes of outer IPv4/UDP/VXLAN
+	// headers and the inner Ethernet header, the same as Docker's overlay.
+	DefaultMTU = 1450
+	// DefaultFDBMax is the per-VNI cap on learned MAC addresses; beyond it the oldest is evicted.
+	DefaultFDBMax = 4096
+	// DefaultFDBAgeing is how long a learned MAC lives without traffic, the Linux bridge's default.
+	DefaultFDBAgeing = 300 * time.Second
+)
+
+// ErrConfig marks an invalid configuration; the message names the field and the reason.
+var ErrConfig = errors.New("invalid config")
+
+// Config is the node's VTEP configuration, as read from the config file.
+type Config struct {
+	// Underlay is the NIC carrying the VXLAN traffic; each of its RX queues gets an AF_XDP socket.
+	Underlay string
+	// Local is this node's VTEP address on the underlay.
+	Local netip.Addr
+	// Port is the VXLAN UDP destination port.
+	Port uint16
+	// FDBMax caps the learned MAC addresses per VNI.
+	FDBMax int
+	// FDBAgeing is how long a learned MAC address lives without traffic.
+	FDBAgeing time.Duration
+	// Networks are the VNIs this node carries.
+	Networks []Network
+}
+
+// Network is one VNI: its remote VTEPs and its local ports.
+type Network struct {
+	// VNI is the 24-bit VXLAN network identifier, 1 to 16777215.
+	VNI uint32
+	// Remotes are the remote VTEPs of this VNI: the targets of head-end replication for
+	// broadcast, multicast and unknown unicast, and the only sources accepted for this VNI.
+	Remotes []netip.Addr
+	// Ports are the local ports (TAP devices) attached to this VNI.
+	Ports []Port
+}
+
+// Port is a local port: a TAP device vxdp creates and, optionally, moves into a container's
+// network namespace.
+type Port struct {
+	// TAP is the name vxdp creates the TAP device under.
+	TAP string
+	// Netns is the path of the network namespace the TAP is moved into ("" keeps it in vxdp's).
+	Netns string
+	// Ifname is the TAP's name inside Netns ("" keeps TAP).
+	Ifname string
+	// MTU of the TAP device.
+	MTU int
+}
+
+// fileConfig mirrors the YAML file; values are checked and converted by validate.
+type fileConfig struct {
+	Underlay  string        `yaml:"underlay"`
+	Local     string        `yaml:"local"`
+	Port      *int          `yaml:"port"`
+	FDBMax    *int          `yaml:"fdb_max"`
+	FDBAgeing string        `yaml:"fdb_ageing"`
+	Networks  []fileNetwork `yaml:"networks"`
+}
+
+type fileNetwork struct {
+	VNI     *int64     `yaml:"vni"`
+	Remotes []string   `yaml:"remotes"`
+	Ports   []filePort `yaml:"ports"`
+}
+
+type filePort struct {
+	TAP    string `yaml:"tap"`
+	Netns  string `yaml:"netns"`
+	Ifname string `yaml:"ifname"`
+	MTU    *int   `yaml:"mtu"`
+}
+
+// LoadConfig reads and validates the config file at path.
+func LoadConfig(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	defer f.Close()
+	return ParseConfig(f)
+}
+
+// ParseConfig reads a config file's YAML from r and validates it. Unknown fields and invalid
+// values are errors (wrapping ErrConfig) that name the field.
+func ParseConfig(r io.Reader) (*Config, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	var fc fileConfig
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&fc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%w: the file is empty", ErrConfig)
+		}
+		return nil, fmt.Errorf("%w: %s", ErrConfig, yamlMessage(err))
+	}
+	return fc.validate()
+}
+
+// yamlMessage turns the YAML decoder's wording ("field x not found in type dataplane.filePort")
+// into one that names the field without our Go type names.
+func yamlMessage(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	msg = strings.TrimPrefix(msg, "unmarshal errors:\n  ")
+	if i := strings.Index(msg, " not found in type "); i >= 0 {
+		msg = strings.Replace(msg[:i], "field ", "unknown field ", 1)
+	}
+	return msg
+}
+
+func (fc *fileConfig) validate() (*Config, error) {
+	c := &Config{
+		Underlay:  fc.Underlay,
+		Port:      DefaultPort,
+		FDBMax:    DefaultFDBMax,
+		FDBAgeing: DefaultFDBAgeing,
+	}
+	if err := checkIfname("underlay", fc.Underlay, true); err != nil {
+		return nil, err
+	}
+	if fc.Local == "" {
+		return nil, fieldError("local", "is required: this node's VTEP address on the underlay")
+	}
+	local, err := netip.ParseAddr(fc.Local)
+	if err != nil || local.Zone() != "" {
+		return nil, fieldError("local", "%q is not an IP address", fc.Local)
+	}
+	c.Local = local.Unmap()
+	if !c.Local.IsGlobalUnicast() {
+		return nil, fieldError("local", "%s is not a unicast address", c.Local)
+	}
+	if fc.Port != nil {
+		if *fc.Port < 1 || *fc.Port > 65535 {
+			return nil, fieldError("port", "%d is not a UDP port (1-65535)", *fc.Port)
+		}
+		c.Port = uint16(*fc.Port)
+	}
+	if fc.FDBMax != nil {
+		if *fc.FDBMax < 1 || *fc.FDBMax > 1<<20 {
+			return nil, fieldError("fdb_max", "%d is out of range (1-1048576)", *fc.FDBMax)
+		}
+		c.FDBMax = *fc.FDBMax
+	}
+	if fc.FDBAgeing != "" {
+		d, err := time.ParseDuration(fc.FDBAgeing)
+		if err != nil || d < time.Second {
+			return nil, fieldError("fdb_ageing", "%q is not a duration of at least 1s (e.g. 300s)", fc.FDBAgeing)
+		}
+		c.FDBAgeing = d
+	}
+	if len(fc.Networks) == 0 {
+		return nil, fieldError("networks", "is required: at least one VNI")
+	}
+	vnis := map[uint32]bool{}
+	taps := map[string]bool{}
+	inNetns := map[string]bool{}
+	for i, fn := range fc.Networks {
+		at := fmt.Sprintf("networks[%d]", i)
+		if fn.VNI == nil {
+			return nil, fieldError(at+".vni", "is required")
+		}
+		if *fn.VNI < 1 || *fn.VNI > 1<<24-1 {
+			return nil, fieldError(at+".vni", "%d is out of range (1-16777215)", *fn.VNI)
+		}
+		n := Network{VNI: uint32(*fn.VNI)}
+		if vnis[n.VNI] {
+			return nil, fieldError(at+".vni", "%d appears twice", n.VNI)
+		}
+		vnis[n.VNI] = true
+		seen := map[netip.Addr]bool{}
+		for j, s := range fn.Remotes {
+			field := fmt.Sprintf("%s.remotes[%d]", at, j)
+			a, err := netip.ParseAddr(s)
+			if err != nil || a.Zone() != "" {
+				return nil, fieldError(field, "%q is not an IP address", s)
+			}
+			a = a.Unmap()
+			switch {
+			case a.Is4() != c.Local.Is4():
+				return nil, fieldError(field, "%s is not of the same address family as local %s", a, c.Local)
+			case a == c.Local:
+				return nil, fieldError(field, "%s is this node's own VTEP address", a)
+			case !a.IsGlobalUnicast():
+				return nil, fieldError(field, "%s is not a unicast address", a)
+			case seen[a]:
+				return nil, fieldError(field, "%s appears twice", a)
+			}
+			seen[a] = true
+			n.Remotes = append(n.Remotes, a)
+		}
+		for j, fp := range fn.Ports {
+			field := fmt.Sprintf("%s.ports[%d]", at, j)
+			p := Port{TAP: fp.TAP, Netns: fp.Netns, Ifname: fp.Ifname, MTU: DefaultMTU}
+			if err := checkIfname(field+".tap", p.TAP, true); err != nil {
+				return nil, err
+			}
+			if taps[p.TAP] {
+				return nil, fieldError(field+".tap", "%q appears twice", p.TAP)
+			}
+			taps[p.TAP] = true
+			if err := checkIfname(field+".ifname", p.Ifname, false); err != nil {
+				return nil, err
+			}
+			if p.Netns != "" && !strings.HasPrefix(p.Netns, "/") {
+				return nil, fieldError(field+".netns", "%q is not an absolute path (e.g. /run/netns/NAME)", p.Netns)
+			}
+			key := p.Netns + "\x00" + p.name()
+			if inNetns[key] {
+				return nil, fieldError(field+".ifname", "%q is used twice in the same network namespace", p.name())
+			}
+			inNetns[key] = true
+			if fp.MTU != nil {
+				if *fp.MTU < 68 || *fp.MTU > 9000 {
+					return nil, fieldError(field+".mtu", "%d is out of range (68-9000)", *fp.MTU)
+				}
+				p.MTU = *fp.MTU
+			}
+			n.Ports = append(n.Ports, p)
+		}
+		if len(n.Remotes) == 0 && len(n.Ports) == 0 {
+			return nil, fieldError(at, "VNI %d has neither remotes nor ports", n.VNI)
+		}
+		c.Networks = append(c.Networks, n)
+	}
+	return c, nil
+}
+
+// name is the port's interface name in its network namespace.
+func (p Port) name() string {
+	if p.Ifname != "" {
+		return p.Ifname
+	}
+	return p.TAP
+}
+
+// checkIfname checks a Linux interface name: 1-15 bytes, no '/', ':' or white space.
+func checkIfname(field, name string, required bool) error {
+	if name == "" {
+		if required {
+			return fieldError(field, "is required")
+		}
+		return nil
+	}
+	if len(name) > 15 || name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n") {
+		return fieldError(field, "%q is not a valid interface name (1-15 bytes, no '/', ':' or spaces)", name)
+	}
+	return nil
+}
+
+func fieldError(field, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,122 @@
+package dataplane
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+const minimalConfig = `
+underlay: ethB
+local: 192.168.77.2
+port: 4789
+networks:
+  - vni: 42
+    remotes: [192.168.77.1]
+    ports:
+      - tap: vxp0
+        netns: /run/netns/cB
+        ifname: eth0
+        mtu: 1450
+`
+
+func TestParseConfigMinimal(t *testing.T) {
+	c, err := ParseConfig(strings.NewReader(minimalConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		Underlay:  "ethB",
+		Local:     netip.MustParseAddr("192.168.77.2"),
+		Port:      4789,
+		FDBMax:    DefaultFDBMax,
+		FDBAgeing: DefaultFDBAgeing,
+	}
+	if c.Underlay != want.Underlay || c.Local != want.Local || c.Port != want.Port ||
+		c.FDBMax != want.FDBMax || c.FDBAgeing != want.FDBAgeing {
+		t.Errorf("got %+v, want %+v", c, want)
+	}
+	if len(c.Networks) != 1 {
+		t.Fatalf("networks: got %d, want 1", len(c.Networks))
+	}
+	n := c.Networks[0]
+	if n.VNI != 42 || len(n.Remotes) != 1 || n.Remotes[0] != netip.MustParseAddr("192.168.77.1") {
+		t.Errorf("network: got %+v", n)
+	}
+	if len(n.Ports) != 1 || n.Ports[0] != (Port{TAP: "vxp0", Netns: "/run/netns/cB", Ifname: "eth0", MTU: 1450}) {
+		t.Errorf("ports: got %+v", n.Ports)
+	}
+}
+
+func TestParseConfigDefaults(t *testing.T) {
+	c, err := ParseConfig(strings.NewReader(`
+underlay: eth0
+local: "fd00::2"
+fdb_max: 10
+fdb_ageing: 30s
+networks:
+  - vni: 7
+    ports: [{tap: t0}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Port != DefaultPort || c.FDBMax != 10 || c.FDBAgeing != 30*time.Second {
+		t.Errorf("got port %d fdb_max %d fdb_ageing %v", c.Port, c.FDBMax, c.FDBAgeing)
+	}
+	if p := c.Networks[0].Ports[0]; p.MTU != DefaultMTU || p.name() != "t0" {
+		t.Errorf("port defaults: got %+v", p)
+	}
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	replace := func(old, new string) string { return strings.Replace(minimalConfig, old, new, 1) }
+	cases := []struct {
+		name, yaml, want string
+	}{
+		{"empty", "", "empty"},
+		{"unknown top field", minimalConfig + "colour: blue\n", "unknown field colour"},
+		{"unknown port field", replace("mtu: 1450", "mtu: 1450\n        speed: 10"), "unknown field speed"},
+		{"no underlay", replace("underlay: ethB", ""), "underlay: is required"},
+		{"long underlay", replace("underlay: ethB", "underlay: abcdefghijklmnop"), "underlay:"},
+		{"no local", replace("local: 192.168.77.2", ""), "local: is required"},
+		{"bad local", replace("local: 192.168.77.2", "local: 192.168.77"), "local:"},
+		{"multicast local", replace("local: 192.168.77.2", "local: 239.1.1.1"), "local: 239.1.1.1 is not a unicast"},
+		{"port zero", replace("port: 4789", "port: 0"), "port: 0"},
+		{"port big", replace("port: 4789", "port: 70000"), "port: 70000"},
+		{"port text", replace("port: 4789", "port: vxlan"), "vxlan"},
+		{"no networks", strings.Split(minimalConfig, "networks:")[0], "networks: is required"},
+		{"vni zero", replace("vni: 42", "vni: 0"), "networks[0].vni: 0 is out of range"},
+		{"vni big", replace("vni: 42", "vni: 16777216"), "networks[0].vni: 16777216 is out of range"},
+		{"no vni", replace("- vni: 42\n    remotes", "- remotes"), "networks[0].vni: is required"},
+		{"bad remote", replace("[192.168.77.1]", "[192.168.77.1, bogus]"), "networks[0].remotes[1]: \"bogus\""},
+		{"remote is local", replace("[192.168.77.1]", "[192.168.77.2]"), "networks[0].remotes[0]: 192.168.77.2 is this node's own"},
+		{"remote family", replace("[192.168.77.1]", "[\"fd00::1\"]"), "networks[0].remotes[0]: fd00::1 is not of the same address family"},
+		{"remote twice", replace("[192.168.77.1]", "[192.168.77.1, 192.168.77.1]"), "networks[0].remotes[1]: 192.168.77.1 appears twice"},
+		{"no tap", replace("- tap: vxp0\n        netns", "- netns"), "networks[0].ports[0].tap: is required"},
+		{"bad ifname", replace("ifname: eth0", "ifname: eth/0"), "networks[0].ports[0].ifname:"},
+		{"relative netns", replace("netns: /run/netns/cB", "netns: cB"), "networks[0].ports[0].netns:"},
+		{"mtu small", replace("mtu: 1450", "mtu: 20"), "networks[0].ports[0].mtu: 20 is out of range"},
+		{"dup vni", minimalConfig + "  - vni: 42\n    remotes: [192.168.77.3]\n", "networks[1].vni: 42 appears twice"},
+		{"dup tap", minimalConfig + "  - vni: 43\n    ports: [{tap: vxp0}]\n", "networks[1].ports[0].tap: \"vxp0\" appears twice"},
+		{"dup name in netns", minimalConfig + "  - vni: 43\n    ports: [{tap: vxp1, netns: /run/netns/cB, ifname: eth0}]\n", "networks[1].ports[0].ifname: \"eth0\" is used twice"},
+		{"empty vni", minimalConfig + "  - vni: 43\n", "networks[1]: VNI 43 has neither remotes nor ports"},
+		{"bad ageing", replace("port: 4789", "port: 4789\nfdb_ageing: 10ms"), "fdb_ageing:"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig(strings.NewReader(tc.yaml))
+			if err == nil {
+				t.Fatalf("no error, want one containing %q", tc.want)
+			}
+			if !errors.Is(err, ErrConfig) {
+				t.Errorf("error %q does not wrap ErrConfig", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not contain %q", err, tc.want)
+			}
+		})
+	}
+}
