@@ -1,0 +1,140 @@
+//go:build linux
+
+package topo
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Iperf3 describes one iperf3 run between two namespaces.
+type Iperf3 struct {
+	// Server and Client are the namespaces the iperf3 server and client run in.
+	Server, Client NS
+	// Addr is the server's address, which the server binds to and the client connects to.
+	Addr string
+	// Duration of the test; default 3 s.
+	Duration time.Duration
+	// Reverse makes the server send and the client receive (iperf3 -R).
+	Reverse bool
+	// UDP runs a UDP test (iperf3 -u) at Bitrate.
+	UDP bool
+	// Bitrate is iperf3's -b ("0" for unlimited; default: iperf3's own, 1 Mbit/s for UDP).
+	Bitrate string
+	// Length is the write size (iperf3 -l) in bytes; 0 keeps iperf3's default.
+	Length int
+	// Parallel is the number of parallel flows (iperf3 -P); 0 or 1 is a single flow.
+	Parallel int
+	// Port is the server's port; 0 keeps iperf3's default, 5201.
+	Port int
+}
+
+// Iperf3Result is what a run measured, from the receiver's side.
+type Iperf3Result struct {
+	// BitsPerSecond is the received throughput.
+	BitsPerSecond float64
+	// Bytes is the number of bytes received.
+	Bytes float64
+	// Retransmits is the sender's TCP retransmissions (TCP only).
+	Retransmits int
+	// LostPackets and Packets are the UDP datagrams lost and sent (UDP only).
+	LostPackets, Packets int
+	// JSON is iperf3's whole -J output.
+	JSON []byte
+}
+
+// Run starts the server, runs the client, and returns the result. It retries the client
+// while the server is not yet listening.
+func (r Iperf3) Run(ctx context.Context) (Iperf3Result, error) {
+	if r.Duration == 0 {
+		r.Duration = 3 * time.Second
+	}
+	port := []string{}
+	if r.Port != 0 {
+		port = []string{"-p", strconv.Itoa(r.Port)}
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.Duration+30*time.Second)
+	defer cancel()
+	srv := r.Server.Exec(ctx, "iperf3", append([]string{"-s", "-1", "-B", r.Addr}, port...)...)
+	var srvOut bytes.Buffer
+	srv.Stdout, srv.Stderr = &srvOut, &srvOut
+	if err := srv.Start(); err != nil {
+		return Iperf3Result{}, fmt.Errorf("start iperf3 server in %s: %w", r.Server, err)
+	}
+	defer func() {
+		_ = srv.Process.Kill()
+		_ = srv.Wait()
+	}()
+	args := append([]string{"-c", r.Addr, "-J", "--connect-timeout", "2000",
+		"-t", strconv.FormatFloat(r.Duration.Seconds(), 'f', -1, 64)}, port...)
+	if r.Reverse {
+		args = append(args, "-R")
+	}
+	if r.UDP {
+		args = append(args, "-u")
+	}
+	if r.Bitrate != "" {
+		args = append(args, "-b", r.Bitrate)
+	}
+	if r.Length > 0 {
+		args = append(args, "-l", strconv.Itoa(r.Length))
+	}
+	if r.Parallel > 1 {
+		args = append(args, "-P", strconv.Itoa(r.Parallel))
+	}
+	var out string
+	var err error
+	for try := 0; try < 30; try++ {
+		out, err = run(r.Client.Exec(ctx, "iperf3", args...), r.Client.Name)
+		if err == nil || !strings.Contains(out, "unable to connect") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	res := Iperf3Result{JSON: []byte(out)}
+	var j struct {
+		End struct {
+			SumReceived struct {
+				Bytes         float64 `json:"bytes"`
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+			SumSent struct {
+				Retransmits int `json:"retransmits"`
+			} `json:"sum_sent"`
+			Sum struct { // UDP
+				Bytes         float64 `json:"bytes"`
+				BitsPerSecond float64 `json:"bits_per_second"`
+				LostPackets   int     `json:"lost_packets"`
+				Packets       int     `json:"packets"`
+			} `json:"sum"`
+		} `json:"end"`
+		Error string `json:"error"`
+	}
+	if jerr := json.Unmarshal([]byte(out), &j); jerr != nil {
+		return res, fmt.Errorf("iperf3 client in %s: %w (server: %s)", r.Client, err, strings.TrimSpace(srvOut.String()))
+	}
+	if j.Error != "" {
+		return res, fmt.Errorf("iperf3 client in %s: %s", r.Client, j.Error)
+	}
+	if err != nil {
+		return res, fmt.Errorf("iperf3 client in %s: %w", r.Client, err)
+	}
+	if r.UDP {
+		res.BitsPerSecond = j.End.Sum.BitsPerSecond * float64(j.End.Sum.Packets-j.End.Sum.LostPackets) / float64(max(j.End.Sum.Packets, 1))
+		res.Bytes = j.End.Sum.Bytes
+		res.LostPackets, res.Packets = j.End.Sum.LostPackets, j.End.Sum.Packets
+	} else {
+		res.BitsPerSecond = j.End.SumReceived.BitsPerSecond
+		res.Bytes = j.End.SumReceived.Bytes
+		res.Retransmits = j.End.SumSent.Retransmits
+	}
+	if res.Bytes <= 0 {
+		return res, fmt.Errorf("iperf3 from %s to %s moved no data", r.Client, r.Server)
+	}
+	return res, nil
+}

@@ -1,0 +1,139 @@
+//go:build linux
+
+package topo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// VXDP is a vxdp node service running on one host of a topology, in place of the kernel's
+// vxlan: its TAP becomes the container's eth0.
+type VXDP struct {
+	// Side is the host it runs on.
+	Side Side
+	// Config is the path of its config file.
+	Config string
+
+	cmd  *exec.Cmd
+	log  *syncBuffer
+	done chan struct{}
+	err  error // the process's exit status, once done is closed
+}
+
+// VXDPConfig returns the config file vxdp needs on side s of the topology: the wire as the
+// underlay, the other host as the only remote VTEP, and a TAP that becomes the container's
+// eth0. extra is appended verbatim (top-level fields of later features).
+func (t *Topology) VXDPConfig(s Side, extra string) string {
+	return fmt.Sprintf(`underlay: %s
+local: %s
+port: %d
+networks:
+  - vni: %d
+    remotes: [%s]
+    ports:
+      - tap: vxp0
+        netns: %s
+        ifname: eth0
+        mtu: %d
+%s`, t.Wire(s), t.Underlay(s).Addr(), t.Port, t.VNI, t.Underlay(s.Other()).Addr(),
+		t.Container(s).Path(), t.OverlayMTU, extra)
+}
+
+// StartVXDP runs the vxdp binary on side s with VXDPConfig(s, extra), waits until its TAP
+// shows up in the container as eth0, and gives it the container's address. The process
+// is stopped with Stop (or Kill); Close of the topology does not stop it.
+func (t *Topology) StartVXDP(ctx context.Context, s Side, binary, extra string) (*VXDP, error) {
+	dir, err := os.MkdirTemp("", t.Prefix+"-vxdp")
+	if err != nil {
+		return nil, fmt.Errorf("start vxdp: %w", err)
+	}
+	cfg := filepath.Join(dir, "vxdp-"+s.String()+".yaml")
+	if err := os.WriteFile(cfg, []byte(t.VXDPConfig(s, extra)), 0o644); err != nil {
+		return nil, fmt.Errorf("start vxdp: %w", err)
+	}
+	v := &VXDP{Side: s, Config: cfg, log: &syncBuffer{}, done: make(chan struct{})}
+	// Not tied to ctx: the caller stops it with SIGTERM, to test the clean shutdown.
+	v.cmd = t.Host(s).Exec(context.Background(), binary, "run", "-config", cfg)
+	v.cmd.Stdout, v.cmd.Stderr = v.log, v.log
+	if err := v.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start vxdp on host %s: %w", s, err)
+	}
+	go func() {
+		v.err = v.cmd.Wait()
+		close(v.done)
+	}()
+	upCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	ready := make(chan error, 1)
+	go func() { ready <- t.ContainerIf(upCtx, s, "eth0") }()
+	select {
+	case err = <-ready:
+	case <-v.done:
+		err = fmt.Errorf("vxdp exited: %v", v.err)
+	}
+	if err != nil {
+		v.Kill()
+		return nil, fmt.Errorf("start vxdp on host %s: %w\n%s", s, err, v.Log())
+	}
+	return v, nil
+}
+
+// Stop sends SIGTERM and waits for a clean exit; it kills the process if that takes longer
+// than 10 s. The error is the process's exit status.
+func (v *VXDP) Stop() error {
+	select {
+	case <-v.done:
+		return v.err
+	default:
+	}
+	if err := v.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("signal vxdp: %w", err)
+	}
+	select {
+	case <-v.done:
+		return v.err
+	case <-time.After(10 * time.Second):
+		v.Kill()
+		return fmt.Errorf("vxdp did not exit within 10s of SIGTERM\n%s", v.Log())
+	}
+}
+
+// Kill ends the process with SIGKILL, as a crash or the OOM killer would, and waits.
+func (v *VXDP) Kill() {
+	_ = v.cmd.Process.Kill()
+	<-v.done
+}
+
+// Done is closed when the process has exited.
+func (v *VXDP) Done() <-chan struct{} { return v.done }
+
+// Log returns what the process has written to stdout and stderr so far.
+func (v *VXDP) Log() string { return v.log.String() }
+
+// syncBuffer is a bytes.Buffer that the process's output and a reader may share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Clone(b.buf.String())
+}
