@@ -1,0 +1,192 @@
+//go:build linux
+
+package xsk
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Receive takes up to len(descs) packets from the RX ring without blocking and returns how
+// many it stored in descs. The caller then holds those frames: their bytes, from Frame,
+// stay valid until it hands them back with Fill. RX side: one goroutine.
+func (s *Socket) Receive(descs []Desc) int {
+	s.life.RLock()
+	if s.closed.Load() {
+		s.life.RUnlock()
+		return 0
+	}
+	want := uint32(min(len(descs), int(s.rx.size())))
+	n := s.rx.avail(want)
+	idx := s.rx.cachedCons
+	numFrames := uint64(len(s.umem)) >> s.frameShift
+	for i := range descs[:n] {
+		e := &s.rx.entries[(idx+uint32(i))&s.rx.mask]
+		descs[i] = Desc{Addr: e.Addr, Len: e.Len}
+		if f := e.Addr >> s.frameShift; f < numFrames {
+			s.held[f/64] |= 1 << (f % 64)
+		}
+	}
+	if n > 0 {
+		s.rx.release(n)
+		s.rxOut.Add(int64(n))
+		s.rxCtr.received.Add(uint64(n))
+	}
+	s.life.RUnlock()
+	return int(n)
+}
+
+// Frame returns the bytes of a received packet inside the UMEM, without copying. Its
+// capacity runs to the end of the frame, so the packet may grow in place. It returns nil
+// for a Desc that does not lie inside one frame of the UMEM. The slice is valid while the
+// caller holds the frame: until Fill hands it back, even across Close. Frame may be
+// called from any goroutine.
+func (s *Socket) Frame(d Desc) []byte {
+	end := d.Addr + uint64(d.Len)
+	frameEnd := d.Addr&^uint64(s.frameSize-1) + uint64(s.frameSize)
+	if end < d.Addr || end > frameEnd || frameEnd > uint64(len(s.umem)) {
+		return nil
+	}
+	return s.umem[d.Addr:end:frameEnd]
+}
+
+// Fill hands received frames back: they go to the fill ring for the kernel to receive
+// into, or aside until the fill ring has room. Descriptors of frames the caller does not
+// hold (never received, or already handed back) are refused and counted in
+// Stats.FillRefused, so a double release cannot put one frame in the ring twice. If the
+// kernel asks for it (need_wakeup), Fill makes one recvfrom to wake it. After Close, Fill
+// only takes the frames back; the last one releases the UMEM. RX side: one goroutine.
+func (s *Socket) Fill(descs []Desc) {
+	back := s.takeBack(descs)
+	s.life.RLock()
+	if !s.closed.Load() {
+		if k := s.postSpare(s.fill.free(uint32(len(s.spare)))); k > 0 {
+			s.fill.submit(k)
+			if s.fill.needWakeup() {
+				s.kickRx()
+			}
+		}
+	}
+	s.life.RUnlock()
+	if back == 0 {
+		return
+	}
+	s.rxCtr.filled.Add(uint64(back))
+	// rxOut is stored before drained is loaded, and Close stores drained before it loads
+	// rxOut (both sequentially consistent): at least one of the two sees the UMEM free.
+	if s.rxOut.Add(-int64(back)) <= 0 && s.drained.Load() {
+		s.releaseUMEM()
+	}
+}
+
+// takeBack clears the held bit of each descriptor's frame and puts the frame aside; it
+// returns how many it took and counts the refused ones.
+func (s *Socket) takeBack(descs []Desc) int {
+	back := 0
+	numFrames := uint64(len(s.umem)) >> s.frameShift
+	for i := range descs {
+		a := descs[i].Addr
+		f := a >> s.frameShift
+		bit := uint64(1) << (f % 64)
+		if a < s.rxBase || f >= numFrames || s.held[f/64]&bit == 0 || len(s.spare) == cap(s.spare) {
+			continue
+		}
+		s.held[f/64] &^= bit
+		s.spare = append(s.spare, f<<s.frameShift)
+		back++
+	}
+	if refused := len(descs) - back; refused > 0 {
+		s.rxCtr.fillRefused.Add(uint64(refused))
+	}
+	return back
+}
+
+// postSpare writes up to room frames from the aside list into the fill ring from its
+// producer index on, and returns how many; the caller submits them.
+func (s *Socket) postSpare(room uint32) uint32 {
+	k := min(room, uint32(len(s.spare)))
+	idx := s.fill.cachedProd
+	top := uint32(len(s.spare))
+	for i := uint32(0); i < k; i++ {
+		s.fill.entries[(idx+i)&s.fill.mask] = s.spare[top-1-i]
+	}
+	s.spare = s.spare[:top-k]
+	return k
+}
+
+// kickRx wakes the kernel to process the fill ring (needed in zero-copy mode when the
+// driver has run out of fill descriptors).
+func (s *Socket) kickRx() {
+	s.rxCtr.kicks.Add(1)
+	if e := wake(s.fd, unix.SYS_RECVFROM); e != 0 {
+		s.kickFailed(e)
+	}
+}
+
+// waitCheck is how often a blocked Wait checks that the socket is still bound, in
+// time. The kernel does not wake pollers when the interface goes away: it sets the
+// socket error and unbinds, and then its poll reports nothing at all.
+const waitCheck = time.Second
+
+// Wait blocks until the RX ring has a packet, without spinning: the goroutine parks in
+// Go's netpoller until the kernel signals the socket readable. It returns nil when a packet
+// is there, ErrClosed once Close is called (Close wakes a Wait in progress), or an error
+// wrapping ENETDOWN within about a second of the interface going away, which then sticks.
+// RX side: one goroutine.
+func (s *Socket) Wait() error {
+	s.life.RLock()
+	if s.closed.Load() {
+		s.life.RUnlock()
+		return ErrClosed
+	}
+	if s.rc == nil {
+		s.life.RUnlock()
+		return errNotPollable
+	}
+	// In zero-copy mode the driver may sleep until told the fill ring has frames.
+	if s.rxErr == nil && s.fill.needWakeup() {
+		s.kickRx()
+	}
+	for s.rxErr == nil && s.armDeadline() {
+		err := s.rc.Read(s.waitFn)
+		if err == nil || s.closed.Load() {
+			break
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			s.rxErr = fmt.Errorf("wait for rx ring: %w", err)
+			break
+		}
+		// recvfrom on an AF_XDP socket fails with ENXIO only once it is unbound.
+		if wake(s.fd, unix.SYS_RECVFROM) == unix.ENXIO {
+			s.rxErr = fmt.Errorf("wait for rx ring: socket unbound, interface gone: %w", unix.ENETDOWN)
+		}
+	}
+	err := s.rxErr
+	s.life.RUnlock()
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return err
+}
+
+// armDeadline sets the read deadline of the next waitCheck slice, unless Close has set
+// its own (in the past) already; it reports whether Wait may block.
+func (s *Socket) armDeadline() bool {
+	s.deadlineMu.Lock()
+	ok := !s.closed.Load()
+	if ok {
+		ok = s.file.SetReadDeadline(time.Now().Add(waitCheck)) == nil
+	}
+	s.deadlineMu.Unlock()
+	return ok
+}
+
+// rxReady is Wait's readiness test, run by the netpoller's Read first and after each
+// wakeup: true once the RX ring has a packet.
+func (s *Socket) rxReady(uintptr) bool {
+	return s.rx.avail(1) > 0
+}
