@@ -1,0 +1,255 @@
+package packet
+
+import (
+	"encoding/binary"
+	"net/netip"
+)
+
+// Header sizes and field values of the outer encapsulation, in bytes unless named otherwise.
+const (
+	ethHeaderLen   = 14
+	vlanTagLen     = 4
+	ipv4HeaderLen  = 20 // without options
+	ipv6HeaderLen  = 40
+	udpHeaderLen   = 8
+	vxlanHeaderLen = 8
+
+	etherTypeIPv4  = 0x0800
+	etherTypeIPv6  = 0x86dd
+	etherTypeVLAN  = 0x8100 // 802.1Q C-tag
+	etherTypeQinQ  = 0x88a8 // 802.1ad S-tag
+	protoTCP       = 6
+	protoUDP       = 17
+	ipv4FlagMF     = 0x2000
+	ipv4FragOffset = 0x1fff
+
+	// vxlanFlagI is the I flag of RFC 7348 section 5: the VNI is valid.
+	vxlanFlagI = 0x08
+)
+
+// Policy relaxes optional checks of ParseOuterPolicy and CheckInnerPolicy. The
+// zero value is the strict policy of ParseOuter and CheckInner.
+type Policy uint8
+
+const (
+	// AllowVXLANReserved accepts VXLAN headers with reserved bits set. RFC 7348
+	// says receivers ignore them; the Linux vxlan driver drops them unless an
+	// extension (GBP, GPE, RCO) claims them, and so does the strict policy,
+	// because a set bit usually means an extension vxdp does not speak.
+	AllowVXLANReserved Policy = 1 << iota
+	// AllowVNIZero accepts VNI 0, which some deployments use as a real segment.
+	AllowVNIZero
+	// AllowInnerVLAN accepts one 802.1Q/802.1ad tag on the inner frame; the
+	// checks then look at the EtherType behind the tag.
+	AllowInnerVLAN
+)
+
+// Outer holds the outer headers of a VXLAN frame as read from the wire. Fields
+// past the point where ParseOuter stopped keep their previous values.
+type Outer struct {
+	DstMAC, SrcMAC [6]byte
+	// VLANTPID is the outer tag's TPID (0x8100 or 0x88a8), 0 when untagged.
+	VLANTPID uint16
+	// VLANTCI is the outer tag's priority, DEI and VLAN ID; 0 when untagged.
+	VLANTCI uint16
+
+	// Src and Dst are the outer IP addresses. netip.AddrFrom4 and AddrFrom16
+	// do not allocate; an IPv6 frame always gives 16-byte addresses, even
+	// IPv4-mapped ones.
+	Src, Dst netip.Addr
+	// TOS is the IPv4 TOS byte or the IPv6 traffic class.
+	TOS uint8
+	// TTL is the IPv4 TTL or the IPv6 hop limit.
+	TTL uint8
+	// IPID is the IPv4 identification; 0 for IPv6.
+	IPID uint16
+
+	SrcPort, DstPort uint16
+	// UDPChecksum is the checksum field as read; 0 when the sender left it out.
+	UDPChecksum uint16
+
+	// Flags is the first byte of the VXLAN header; RFC 7348 defines only 0x08 (I).
+	Flags uint8
+	// Reserved1 holds the 24 reserved bits after the flags (GBP's fields when in use).
+	Reserved1 uint32
+	// VNI is the 24-bit VXLAN network identifier.
+	VNI uint32
+	// Reserved2 is the last byte of the VXLAN header.
+	Reserved2 uint8
+
+	// InnerOffset is where the inner Ethernet frame starts in the outer frame.
+	InnerOffset int
+}
+
+// ParseOuter checks the outer headers of a VXLAN frame sent to UDP port port
+// with the strict policy, fills o, and returns the inner Ethernet frame as a
+// sub-slice of frame (no copy). On a drop inner is nil.
+func ParseOuter(frame []byte, port uint16, o *Outer) (inner []byte, r DropReason) {
+	return ParseOuterPolicy(frame, port, 0, o)
+}
+
+// ParseOuterPolicy is ParseOuter with the checks p relaxes left out.
+//
+// Frame layout: Ethernet, at most one 802.1Q or 802.1ad tag, IPv4 (options
+// allowed, IHL honoured) or IPv6 (no extension headers), UDP, VXLAN. Ethernet
+// padding past the IP length is ignored, and the inner frame ends where the UDP
+// length says. A zero UDP checksum is accepted for IPv4 (RFC 768) and for IPv6
+// too: RFC 6935/6936 allow it for tunnels and Linux accepts it on a vxlan
+// device created with udp6zerocsumrx; vxdp accepts it unconditionally since
+// the XDP program already restricts senders to known remote VTEPs. A non-zero
+// UDP checksum is verified, which costs a pass over the whole packet.
+func ParseOuterPolicy(frame []byte, port uint16, p Policy, o *Outer) (inner []byte, r DropReason) {
+	if len(frame) < ethHeaderLen {
+		return nil, DropShortEthernet
+	}
+	copy(o.DstMAC[:], frame[0:6])
+	copy(o.SrcMAC[:], frame[6:12])
+	etherType := binary.BigEndian.Uint16(frame[12:14])
+	off := ethHeaderLen
+	o.VLANTPID, o.VLANTCI = 0, 0
+	if etherType == etherTypeVLAN || etherType == etherTypeQinQ {
+		if len(frame) < ethHeaderLen+vlanTagLen {
+			return nil, DropShortVLAN
+		}
+		o.VLANTPID = etherType
+		o.VLANTCI = binary.BigEndian.Uint16(frame[14:16])
+		etherType = binary.BigEndian.Uint16(frame[16:18])
+		off += vlanTagLen
+	}
+
+	// ip is the IP packet cut to its announced length, so that Ethernet
+	// padding never reaches UDP; udp is the IP payload.
+	var ip, udp []byte
+	var pseudo uint32
+	switch etherType {
+	case etherTypeIPv4:
+		ip = frame[off:]
+		if len(ip) < ipv4HeaderLen {
+			return nil, DropShortIPv4
+		}
+		if ip[0]>>4 != 4 {
+			return nil, DropIPv4Version
+		}
+		hl := int(ip[0]&0x0f) * 4
+		if hl < ipv4HeaderLen {
+			return nil, DropIPv4IHL
+		}
+		if len(ip) < hl {
+			return nil, DropShortIPv4
+		}
+		if Checksum(ip[:hl], 0) != 0 {
+			return nil, DropIPv4Checksum
+		}
+		total := int(binary.BigEndian.Uint16(ip[2:4]))
+		if total > len(ip) || total < hl {
+			return nil, DropIPv4TotalLength
+		}
+		if binary.BigEndian.Uint16(ip[6:8])&(ipv4FlagMF|ipv4FragOffset) != 0 {
+			return nil, DropIPv4Fragment
+		}
+		o.TOS = ip[1]
+		o.IPID = binary.BigEndian.Uint16(ip[4:6])
+		o.TTL = ip[8]
+		o.Src = netip.AddrFrom4([4]byte(ip[12:16]))
+		o.Dst = netip.AddrFrom4([4]byte(ip[16:20]))
+		if ip[9] != protoUDP {
+			return nil, DropNotUDP
+		}
+		udp = ip[hl:total]
+		off += hl
+		if len(udp) >= udpHeaderLen && binary.BigEndian.Uint16(udp[6:8]) != 0 {
+			// Only needed for a checksum; the length term is added below.
+			pseudo = pseudoSum4(ip[12:16], ip[16:20], protoUDP, 0)
+		}
+	case etherTypeIPv6:
+		ip = frame[off:]
+		if len(ip) < ipv6HeaderLen {
+			return nil, DropShortIPv6
+		}
+		if ip[0]>>4 != 6 {
+			return nil, DropIPv6Version
+		}
+		payload := int(binary.BigEndian.Uint16(ip[4:6]))
+		if payload > len(ip)-ipv6HeaderLen {
+			return nil, DropIPv6PayloadLength
+		}
+		o.TOS = ip[0]<<4 | ip[1]>>4
+		o.IPID = 0
+		o.TTL = ip[7]
+		o.Src = netip.AddrFrom16([16]byte(ip[8:24]))
+		o.Dst = netip.AddrFrom16([16]byte(ip[24:40]))
+		if next := ip[6]; next != protoUDP {
+			if isIPv6ExtensionHeader(next) {
+				return nil, DropIPv6ExtensionHeader
+			}
+			return nil, DropNotUDP
+		}
+		udp = ip[ipv6HeaderLen : ipv6HeaderLen+payload]
+		off += ipv6HeaderLen
+		if len(udp) >= udpHeaderLen && binary.BigEndian.Uint16(udp[6:8]) != 0 {
+			pseudo = pseudoSum6(ip[8:24], ip[24:40], protoUDP, 0)
+		}
+	default:
+		return nil, DropNotIP
+	}
+
+	if len(udp) < udpHeaderLen {
+		return nil, DropShortUDP
+	}
+	udpLen := int(binary.BigEndian.Uint16(udp[4:6]))
+	if udpLen < udpHeaderLen || udpLen > len(udp) {
+		return nil, DropUDPLength
+	}
+	udp = udp[:udpLen]
+	o.SrcPort = binary.BigEndian.Uint16(udp[0:2])
+	o.DstPort = binary.BigEndian.Uint16(udp[2:4])
+	o.UDPChecksum = binary.BigEndian.Uint16(udp[6:8])
+	if o.DstPort != port {
+		return nil, DropUDPPort
+	}
+	if o.UDPChecksum != 0 {
+		// The length is at most 0xffff, so it is one word of the pseudo-header.
+		if Checksum(udp, pseudo+uint32(udpLen)) != 0 {
+			return nil, DropUDPChecksum
+		}
+	}
+
+	vx := udp[udpHeaderLen:]
+	if len(vx) < vxlanHeaderLen {
+		return nil, DropShortVXLAN
+	}
+	o.Flags = vx[0]
+	o.Reserved1 = uint32(vx[1])<<16 | uint32(vx[2])<<8 | uint32(vx[3])
+	o.VNI = uint32(vx[4])<<16 | uint32(vx[5])<<8 | uint32(vx[6])
+	o.Reserved2 = vx[7]
+	o.InnerOffset = off + udpHeaderLen + vxlanHeaderLen
+	if o.Flags&vxlanFlagI == 0 {
+		return nil, DropVXLANFlags
+	}
+	if p&AllowVXLANReserved == 0 && (o.Flags != vxlanFlagI || o.Reserved1 != 0 || o.Reserved2 != 0) {
+		return nil, DropVXLANReserved
+	}
+	if p&AllowVNIZero == 0 && o.VNI == 0 {
+		return nil, DropVNIZero
+	}
+	return vx[vxlanHeaderLen:], DropNone
+}
+
+// isIPv6ExtensionHeader reports whether next is an IPv6 extension header
+// number (RFC 8200 section 4, and the IANA "IPv6 Extension Header Types" list).
+func isIPv6ExtensionHeader(next uint8) bool {
+	switch next {
+	case 0, // Hop-by-Hop Options
+		43,       // Routing
+		44,       // Fragment
+		50,       // Encapsulating Security Payload
+		51,       // Authentication Header
+		60,       // Destination Options
+		135,      // Mobility
+		139,      // Host Identity Protocol
+		140,      // Shim6
+		253, 254: // experimentation and testing
+		return true
+	}
+	return false
+}
