@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/vxdp/vxdp/dataplane/fdb"
 )
 
 // Defaults of the config file. Each is documented in the README's config reference.
@@ -246,7 +248,28 @@ func (fc *fileConfig) validate() (*Config, error) {
 		}
 		c.Networks = append(c.Networks, n)
 	}
+	if len(taps) > fdb.MaxIndex+1 {
+		return nil, fieldError("networks", "%d ports in all; at most %d", len(taps), fdb.MaxIndex+1)
+	}
+	if remotes := c.remotes(); len(remotes) > fdb.MaxIndex+1 {
+		return nil, fieldError("networks", "%d distinct remotes in all; at most %d", len(remotes), fdb.MaxIndex+1)
+	}
 	return c, nil
+}
+
+// remotes returns every distinct remote VTEP of the config, in order of appearance.
+func (c *Config) remotes() []netip.Addr {
+	seen := map[netip.Addr]bool{}
+	var all []netip.Addr
+	for _, n := range c.Networks {
+		for _, a := range n.Remotes {
+			if !seen[a] {
+				seen[a] = true
+				all = append(all, a)
+			}
+		}
+	}
+	return all
 }
 
 // name is the port's interface name in its network namespace.

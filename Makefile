@@ -1,0 +1,48 @@
+# vxdp: make demo runs the two-host overlay demo, make test passes the tests.
+GO        ?= go
+BIN       ?= bin
+BENCH_OUT ?= bench/out
+# FUZZTIME is how long `make test` runs each fuzz target; `make fuzz` runs them longer.
+FUZZTIME  ?= 3s
+
+.PHONY: all build generate test unit fuzz demo vet fmt clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/vxdp ./cmd/vxdp
+	$(GO) build -o $(BIN)/vxdp-demo ./cmd/vxdp-demo
+
+# Rebuilds the committed bpf2go output from bpf/xdp.c (needs clang and libbpf-dev).
+generate:
+	$(GO) generate ./bpf/...
+
+vet:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+# The whole suite: vet, unit and root integration tests (with the race detector), then every
+# fuzz target for FUZZTIME each.
+test: vet
+	$(GO) test -race -count=1 -timeout 10m ./...
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME)
+
+unit:
+	$(GO) test -count=1 -short ./...
+
+# Runs every fuzz target for FUZZTIME (go test can fuzz one target at a time).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || \
+				{ $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; exit 1; }; \
+		done; \
+	done
+
+demo: build
+	$(BIN)/vxdp-demo -vxdp $(BIN)/vxdp
+
+clean:
+	rm -rf $(BIN) $(BENCH_OUT)

@@ -1,0 +1,115 @@
+package dataplane
+
+import (
+	"sync/atomic"
+
+	"github.com/vxdp/vxdp/dataplane/packet"
+)
+
+// Drop is why the dataplane dropped a frame after the outer headers parsed; the reasons the
+// header parser finds are packet.DropReason and are counted beside these.
+type Drop uint8
+
+// Dataplane drop reasons. Each is a counter of its own.
+const (
+	// DropUnknownVNI: the VXLAN header names a VNI this node does not carry.
+	DropUnknownVNI Drop = iota
+	// DropRemoteNotInVNI: the sender is a known VTEP, but not a remote of this VNI.
+	DropRemoteNotInVNI
+	// DropInner: the inner frame failed its checks (counted under its packet.DropReason too).
+	DropInner
+	// DropHairpin: a remote sent a frame for a MAC that lives at another remote.
+	DropHairpin
+	// DropLocalMAC: a remote sent a frame whose source MAC is one of this node's local ports.
+	DropLocalMAC
+	// DropNoPort: the frame's VNI has no local port to deliver it to.
+	DropNoPort
+	// DropTAPWrite: writing the frame to a TAP failed.
+	DropTAPWrite
+	// DropTooBig: a local port sent a frame larger than its MTU.
+	DropTooBig
+	// DropRunt: a local port sent a frame shorter than an Ethernet header.
+	DropRunt
+	// DropNoNeighbour: the next hop toward a remote VTEP has no resolved MAC address yet.
+	DropNoNeighbour
+	// DropTxFull: the AF_XDP TX ring or its free frames were exhausted.
+	DropTxFull
+	// DropBadSource: a local port sent a frame whose source MAC is multicast or zero.
+	DropBadSource
+	numDrops
+)
+
+var dropNames = [numDrops]string{
+	DropUnknownVNI:     "unknown_vni",
+	DropRemoteNotInVNI: "remote_not_in_vni",
+	DropInner:          "bad_inner",
+	DropHairpin:        "hairpin",
+	DropLocalMAC:       "local_mac_from_remote",
+	DropNoPort:         "no_local_port",
+	DropTAPWrite:       "tap_write",
+	DropTooBig:         "too_big",
+	DropRunt:           "runt",
+	DropNoNeighbour:    "no_neighbour",
+	DropTxFull:         "tx_full",
+	DropBadSource:      "bad_source_mac",
+}
+
+// String returns the reason's metric label.
+func (d Drop) String() string {
+	if d < numDrops {
+		return dropNames[d]
+	}
+	return "unknown"
+}
+
+// Drops lists every dataplane drop reason, for metrics.
+func Drops() []Drop {
+	all := make([]Drop, numDrops)
+	for i := range all {
+		all[i] = Drop(i)
+	}
+	return all
+}
+
+// counters belong to one goroutine (a queue reader or a port reader), which alone adds to
+// them; a collector sums them all when asked. Uncontended atomics keep the race detector
+// and readers honest at the cost of a plain add.
+type counters struct {
+	rxPackets, rxBytes atomic.Uint64 // VXLAN frames taken from the underlay
+	txPackets, txBytes atomic.Uint64 // VXLAN frames posted to the underlay
+	inPackets          atomic.Uint64 // inner frames delivered to local ports
+	outPackets         atomic.Uint64 // frames read from local ports
+	learned            atomic.Uint64 // FDB entries added or moved
+	parse              [packet.NumDropReasons]atomic.Uint64
+	drops              [numDrops]atomic.Uint64
+	_                  [64]byte // keep neighbouring goroutines' counters off this cache line
+}
+
+// Counters is a snapshot of the dataplane's counters, summed over its goroutines.
+type Counters struct {
+	RxPackets, RxBytes uint64 // VXLAN frames received from the underlay
+	TxPackets, TxBytes uint64 // VXLAN frames sent to the underlay
+	Delivered          uint64 // inner frames written to local ports
+	FromPorts          uint64 // frames read from local ports
+	Learned            uint64 // FDB entries added or moved
+	// Parse counts frames dropped by the outer or inner header checks, by packet.DropReason.
+	Parse [packet.NumDropReasons]uint64
+	// Drops counts frames dropped by the dataplane, by Drop.
+	Drops [numDrops]uint64
+}
+
+func (c *Counters) add(o *counters) {
+	c.RxPackets += o.rxPackets.Load()
+	c.RxBytes += o.rxBytes.Load()
+	c.TxPackets += o.txPackets.Load()
+	c.TxBytes += o.txBytes.Load()
+	c.Delivered += o.inPackets.Load()
+	c.FromPorts += o.outPackets.Load()
+	c.Learned += o.learned.Load()
+	for i := range o.parse {
+		c.Parse[i] += o.parse[i].Load()
+	}
+	for i := range o.drops {
+		c.Drops[i] += o.drops[i].Load()
+	}
+}

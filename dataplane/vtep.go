@@ -1,0 +1,281 @@
+//go:build linux
+
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/vxdp/vxdp/bpf"
+	"github.com/vxdp/vxdp/dataplane/fdb"
+	"github.com/vxdp/vxdp/dataplane/packet"
+	"github.com/vxdp/vxdp/dataplane/xsk"
+)
+
+const (
+	// batchSize is how many frames a stage takes per ring access or per TAP wakeup: large
+	// enough to share one syscall among many frames, small enough to stay in L1/L2.
+	batchSize = 64
+	// ringSize is each AF_XDP ring's number of descriptors (fill, completion, RX and TX).
+	ringSize = 2048
+	// umemFrames per socket: the fill ring full, plus room for the frames a stage holds, plus TX.
+	umemFrames = 2 * ringSize
+	// txFrames of each socket's UMEM are kept for egress.
+	txFrames = ringSize / 2
+	// outerTTL is the outer IP TTL (hop limit) of encapsulated frames, as the kernel's vxlan.
+	outerTTL = 64
+	// neighbourPeriod is how often next hops are looked up and refreshed in the kernel's
+	// neighbour table; our frames bypass the kernel, so it would otherwise let them go stale.
+	neighbourPeriod = time.Second
+	// expiryPeriod is how often aged FDB entries are removed.
+	expiryPeriod = 5 * time.Second
+)
+
+// VTEP is a running VXLAN tunnel endpoint on one underlay NIC.
+type VTEP struct {
+	cfg      *Config
+	log      *slog.Logger
+	underlay netlink.Link
+	srcMAC   [6]byte
+
+	prog  *bpf.Program
+	socks []*xsk.Socket
+	ports []*tap
+	nets  map[uint32]*network // read-only once running
+
+	remotes  []*remote // every remote VTEP, indexed by its fdb.RemoteVTEP index
+	clock    *fdb.Clock
+	resolve  chan struct{} // wakes the neighbour resolver early
+	queueCnt []counters    // one per AF_XDP socket's reader
+	portCnt  []counters    // one per local port's reader
+
+	readers sync.WaitGroup // queue readers
+	writers sync.WaitGroup // port readers
+	others  sync.WaitGroup // resolver, FDB expiry, clock
+}
+
+// network is one VNI at run time.
+type network struct {
+	vni     uint32
+	fdb     *fdb.Table
+	remotes []*remote // this VNI's remote VTEPs: flood targets and allowed sources
+	ports   []*tap
+	// encaps[i] holds the outer header template toward remotes[i]; nil until the next
+	// hop's MAC is resolved, replaced when it changes.
+	encaps []encapSlot
+}
+
+// remote is a remote VTEP.
+type remote struct {
+	index int
+	addr  netip.Addr
+	mac   [6]byte // the next hop's MAC the encaps were built with; the resolver's alone
+}
+
+// New checks cfg against the node (the underlay exists and has the local address, the
+// MTUs fit) without changing anything.
+func New(cfg *Config, log *slog.Logger) (*VTEP, error) {
+	link, err := netlink.LinkByName(cfg.Underlay)
+	if err != nil {
+		return nil, fmt.Errorf("find underlay %s: %w", cfg.Underlay, err)
+	}
+	addrs, err := netlink.AddrList(link, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("list addresses of %s: %w", cfg.Underlay, err)
+	}
+	found := false
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == cfg.Local {
+			found = true
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("local %s is not an address of underlay %s", cfg.Local, cfg.Underlay)
+	}
+	overhead := packet.HeadroomIPv4 - 14
+	if cfg.Local.Is6() {
+		overhead = packet.HeadroomIPv6 - 14
+	}
+	for _, n := range cfg.Networks {
+		for _, p := range n.Ports {
+			if p.MTU+14+overhead > link.Attrs().MTU {
+				return nil, fmt.Errorf("port %s: mtu %d does not fit underlay %s (mtu %d) with %d bytes of VXLAN headers",
+					p.TAP, p.MTU, cfg.Underlay, link.Attrs().MTU, overhead+14)
+			}
+		}
+	}
+	v := &VTEP{cfg: cfg, log: log, underlay: link, resolve: make(chan struct{}, 1)}
+	copy(v.srcMAC[:], link.Attrs().HardwareAddr)
+	return v, nil
+}
+
+// Run sets the node up, carries traffic until ctx is done, and then removes everything it
+// made: the XDP program, the AF_XDP sockets and the TAP devices.
+func (v *VTEP) Run(ctx context.Context) (err error) {
+	defer func() {
+		if cerr := v.teardown(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}()
+	if err := v.setup(); err != nil {
+		return err
+	}
+	v.log.Info("vxdp running", "underlay", v.cfg.Underlay, "local", v.cfg.Local, "port", v.cfg.Port,
+		"xdp_mode", v.prog.Mode(), "queues", len(v.socks), "zerocopy", v.socks[0].ZeroCopy(), "ports", len(v.ports))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	v.others.Add(3)
+	go func() { defer v.others.Done(); v.clock.Run(ctx) }()
+	go func() { defer v.others.Done(); v.runResolver(ctx) }()
+	go func() { defer v.others.Done(); v.runExpiry(ctx) }()
+	for q, s := range v.socks {
+		v.readers.Add(1)
+		go func() { defer v.readers.Done(); v.runQueue(s, &v.queueCnt[q]) }()
+	}
+	for _, t := range v.ports {
+		v.writers.Add(1)
+		go func() { defer v.writers.Done(); v.runPort(t, &v.portCnt[t.index]) }()
+	}
+	<-ctx.Done()
+	v.log.Info("vxdp stopping")
+	return nil
+}
+
+// setup loads the XDP program, opens one AF_XDP socket per RX queue, creates the TAPs and
+// only then attaches XDP, so no frame is redirected before a socket is there to take it.
+func (v *VTEP) setup() error {
+	var err error
+	if v.prog, err = bpf.Load(); err != nil {
+		return fmt.Errorf("load xdp program: %w", err)
+	}
+	bc := bpf.Config{Port: v.cfg.Port, Locals: []netip.Addr{v.cfg.Local}}
+	seen := map[netip.Addr]*remote{}
+	v.clock = fdb.NewClock()
+	v.nets = map[uint32]*network{}
+	for _, nc := range v.cfg.Networks {
+		table, err := fdb.New(fdb.Options{Cap: v.cfg.FDBMax, Ageing: v.cfg.FDBAgeing})
+		if err != nil {
+			return fmt.Errorf("fdb of vni %d: %w", nc.VNI, err)
+		}
+		n := &network{vni: nc.VNI, fdb: table}
+		for _, a := range nc.Remotes {
+			r := seen[a]
+			if r == nil {
+				r = &remote{index: len(v.remotes), addr: a}
+				seen[a] = r
+				v.remotes = append(v.remotes, r)
+				bc.Remotes = append(bc.Remotes, a)
+			}
+			n.remotes = append(n.remotes, r)
+		}
+		n.encaps = make([]encapSlot, len(n.remotes))
+		v.nets[nc.VNI] = n
+	}
+	if err := v.prog.Configure(bc); err != nil {
+		return fmt.Errorf("configure xdp program: %w", err)
+	}
+	queues := v.underlay.Attrs().NumRxQueues
+	if queues < 1 {
+		queues = 1
+	}
+	for q := 0; q < queues; q++ {
+		s, err := xsk.Open(xsk.Options{
+			Ifindex: v.underlay.Attrs().Index, Queue: q,
+			NumFrames: umemFrames, RingSize: ringSize, TxFrames: txFrames,
+		})
+		if err != nil {
+			return fmt.Errorf("open af_xdp socket on %s queue %d: %w", v.cfg.Underlay, q, err)
+		}
+		v.socks = append(v.socks, s)
+		if err := v.prog.RegisterSocket(q, s.FD()); err != nil {
+			return fmt.Errorf("register af_xdp socket of queue %d: %w", q, err)
+		}
+	}
+	v.queueCnt = make([]counters, len(v.socks))
+	for _, nc := range v.cfg.Networks {
+		n := v.nets[nc.VNI]
+		for _, p := range nc.Ports {
+			t, err := openTAP(p, len(v.ports))
+			if err != nil {
+				return err
+			}
+			t.net = n
+			v.ports = append(v.ports, t)
+			n.ports = append(n.ports, t)
+			if err := n.fdb.Static(fdb.MACFrom(t.mac[:]), fdb.LocalPort(t.index)); err != nil {
+				return fmt.Errorf("fdb of vni %d: port %s: %w", n.vni, p.TAP, err)
+			}
+		}
+	}
+	v.portCnt = make([]counters, len(v.ports))
+	v.resolveNeighbours()
+	if err := v.prog.Attach(v.underlay.Attrs().Index); err != nil {
+		return fmt.Errorf("attach xdp to %s: %w", v.cfg.Underlay, err)
+	}
+	return nil
+}
+
+// teardown undoes setup in the order that keeps every stage safe: detach XDP so nothing
+// new arrives; stop the queue readers and close the sockets; then close the TAPs (which
+// removes them and stops the port readers); then the background goroutines.
+func (v *VTEP) teardown() error {
+	var errs []error
+	if v.prog != nil {
+		if err := v.prog.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detach xdp: %w", err))
+		}
+	}
+	for _, s := range v.socks {
+		if err := s.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close af_xdp socket: %w", err))
+		}
+	}
+	v.readers.Wait()
+	for _, t := range v.ports {
+		if err := t.close(); err != nil {
+			errs = append(errs, fmt.Errorf("remove tap %s: %w", t.port.TAP, err))
+		}
+	}
+	v.writers.Wait()
+	v.others.Wait()
+	return errors.Join(errs...)
+}
+
+// Counters sums the counters of every stage.
+func (v *VTEP) Counters() Counters {
+	var c Counters
+	for i := range v.queueCnt {
+		c.add(&v.queueCnt[i])
+	}
+	for i := range v.portCnt {
+		c.add(&v.portCnt[i])
+	}
+	return c
+}
+
+// XDPCounters returns the XDP program's counters.
+func (v *VTEP) XDPCounters() (bpf.Counters, error) {
+	return v.prog.Counters()
+}
+
+func (v *VTEP) runExpiry(ctx context.Context) {
+	tick := time.NewTicker(expiryPeriod)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			for _, n := range v.nets {
+				n.fdb.Expire(v.clock.Now())
+			}
+		}
+	}
+}
