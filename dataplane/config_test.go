@@ -120,3 +120,35 @@ func TestParseConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParseConfig checks that no input panics the config parser and that every error it
+// returns is a config error, never a crash or an unwrapped failure.
+func FuzzParseConfig(f *testing.F) {
+	f.Add(minimalConfig)
+	f.Add("underlay: eth0\nlocal: \"fd00::2\"\nnetworks:\n  - vni: 7\n    ports: [{tap: t0}]\n")
+	f.Add("underlay: [a]\n")
+	f.Add("networks: {vni: 1}\n")
+	f.Add("local: 1.2.3.4\nport: -1\n")
+	f.Fuzz(func(t *testing.T, yaml string) {
+		c, err := ParseConfig(strings.NewReader(yaml))
+		if err != nil {
+			if !errors.Is(err, ErrConfig) {
+				t.Fatalf("error %q does not wrap ErrConfig", err)
+			}
+			return
+		}
+		if c.Underlay == "" || !c.Local.IsValid() || c.Port == 0 || len(c.Networks) == 0 {
+			t.Fatalf("accepted an incomplete config: %+v", c)
+		}
+		for _, n := range c.Networks {
+			if n.VNI == 0 || n.VNI >= 1<<24 {
+				t.Fatalf("accepted VNI %d", n.VNI)
+			}
+			for _, p := range n.Ports {
+				if p.TAP == "" || p.MTU < 68 {
+					t.Fatalf("accepted port %+v", p)
+				}
+			}
+		}
+	})
+}
