@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -26,6 +27,13 @@ const (
 	DefaultFDBMax = 4096
 	// DefaultFDBAgeing is how long a learned MAC lives without traffic, the Linux bridge's default.
 	DefaultFDBAgeing = 300 * time.Second
+	// DefaultMicroFlow is how many consecutive frames of a queue make one micro-flow, the
+	// unit of work of the ingress workers. See the README for the measurement behind it.
+	DefaultMicroFlow = 64
+	// MaxMicroFlow bounds a micro-flow by what one queue may hold in flight.
+	MaxMicroFlow = 512
+	// MaxWorkers bounds the ingress worker pool.
+	MaxWorkers = 256
 )
 
 // ErrConfig marks an invalid configuration; the message names the field and the reason.
@@ -43,6 +51,10 @@ type Config struct {
 	FDBMax int
 	// FDBAgeing is how long a learned MAC address lives without traffic.
 	FDBAgeing time.Duration
+	// Workers is the number of ingress worker goroutines (default: the number of CPUs).
+	Workers int
+	// MicroFlow is the most consecutive frames of one queue a worker takes at once.
+	MicroFlow int
 	// Networks are the VNIs this node carries.
 	Networks []Network
 }
@@ -78,6 +90,8 @@ type fileConfig struct {
 	Port      *int          `yaml:"port"`
 	FDBMax    *int          `yaml:"fdb_max"`
 	FDBAgeing string        `yaml:"fdb_ageing"`
+	Workers   *int          `yaml:"workers"`
+	MicroFlow *int          `yaml:"microflow"`
 	Networks  []fileNetwork `yaml:"networks"`
 }
 
@@ -140,6 +154,8 @@ func (fc *fileConfig) validate() (*Config, error) {
 		Port:      DefaultPort,
 		FDBMax:    DefaultFDBMax,
 		FDBAgeing: DefaultFDBAgeing,
+		Workers:   runtime.NumCPU(),
+		MicroFlow: DefaultMicroFlow,
 	}
 	if err := checkIfname("underlay", fc.Underlay, true); err != nil {
 		return nil, err
@@ -173,6 +189,18 @@ func (fc *fileConfig) validate() (*Config, error) {
 			return nil, fieldError("fdb_ageing", "%q is not a duration of at least 1s (e.g. 300s)", fc.FDBAgeing)
 		}
 		c.FDBAgeing = d
+	}
+	if fc.Workers != nil {
+		if *fc.Workers < 1 || *fc.Workers > MaxWorkers {
+			return nil, fieldError("workers", "%d is out of range (1-%d)", *fc.Workers, MaxWorkers)
+		}
+		c.Workers = *fc.Workers
+	}
+	if fc.MicroFlow != nil {
+		if *fc.MicroFlow < 1 || *fc.MicroFlow > MaxMicroFlow {
+			return nil, fieldError("microflow", "%d is out of range (1-%d)", *fc.MicroFlow, MaxMicroFlow)
+		}
+		c.MicroFlow = *fc.MicroFlow
 	}
 	if len(fc.Networks) == 0 {
 		return nil, fieldError("networks", "is required: at least one VNI")

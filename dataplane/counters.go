@@ -80,6 +80,8 @@ type counters struct {
 	inPackets          atomic.Uint64 // inner frames delivered to local ports
 	outPackets         atomic.Uint64 // frames read from local ports
 	learned            atomic.Uint64 // FDB entries added or moved
+	microflows         atomic.Uint64 // micro-flows processed (worker)
+	reorderWaitNanos   atomic.Uint64 // time done micro-flows waited for their turn (merger)
 	parse              [packet.NumDropReasons]atomic.Uint64
 	drops              [numDrops]atomic.Uint64
 	_                  [64]byte // keep neighbouring goroutines' counters off this cache line
@@ -92,6 +94,13 @@ type Counters struct {
 	Delivered          uint64 // inner frames written to local ports
 	FromPorts          uint64 // frames read from local ports
 	Learned            uint64 // FDB entries added or moved
+	// MicroFlows counts micro-flows processed by the workers.
+	MicroFlows uint64
+	// PerWorker counts the micro-flows each ingress worker processed.
+	PerWorker []uint64
+	// ReorderWait is the total time, in nanoseconds, that finished micro-flows waited in
+	// the reorder stage for an earlier one.
+	ReorderWait uint64
 	// Parse counts frames dropped by the outer or inner header checks, by packet.DropReason.
 	Parse [packet.NumDropReasons]uint64
 	// Drops counts frames dropped by the dataplane, by Drop.
@@ -106,6 +115,8 @@ func (c *Counters) add(o *counters) {
 	c.Delivered += o.inPackets.Load()
 	c.FromPorts += o.outPackets.Load()
 	c.Learned += o.learned.Load()
+	c.MicroFlows += o.microflows.Load()
+	c.ReorderWait += o.reorderWaitNanos.Load()
 	for i := range o.parse {
 		c.Parse[i] += o.parse[i].Load()
 	}

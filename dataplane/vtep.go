@@ -17,6 +17,7 @@ import (
 	"github.com/vxdp/vxdp/dataplane/fdb"
 	"github.com/vxdp/vxdp/dataplane/packet"
 	"github.com/vxdp/vxdp/dataplane/xsk"
+	"github.com/vxdp/vxdp/reorder"
 )
 
 const (
@@ -45,18 +46,21 @@ type VTEP struct {
 	underlay netlink.Link
 	srcMAC   [6]byte
 
-	prog  *bpf.Program
-	socks []*xsk.Socket
-	ports []*tap
-	nets  map[uint32]*network // read-only once running
+	prog   *bpf.Program
+	socks  []*xsk.Socket
+	queues []*queue // one per socket: the ingress pipeline's reader, line and merger
+	pool   *reorder.Pool[microflow]
+	ports  []*tap
+	nets   map[uint32]*network // read-only once running
 
-	remotes  []*remote // every remote VTEP, indexed by its fdb.RemoteVTEP index
-	clock    *fdb.Clock
-	resolve  chan struct{} // wakes the neighbour resolver early
-	queueCnt []counters    // one per AF_XDP socket's reader
-	portCnt  []counters    // one per local port's reader
+	remotes   []*remote // every remote VTEP, indexed by its fdb.RemoteVTEP index
+	clock     *fdb.Clock
+	resolve   chan struct{} // wakes the neighbour resolver early
+	workerCnt []counters    // one per ingress worker
+	portCnt   []counters    // one per local port's reader
 
 	readers sync.WaitGroup // queue readers
+	mergers sync.WaitGroup // queue mergers
 	writers sync.WaitGroup // port readers
 	others  sync.WaitGroup // resolver, FDB expiry, clock
 }
@@ -128,16 +132,19 @@ func (v *VTEP) Run(ctx context.Context) (err error) {
 		return err
 	}
 	v.log.Info("vxdp running", "underlay", v.cfg.Underlay, "local", v.cfg.Local, "port", v.cfg.Port,
-		"xdp_mode", v.prog.Mode(), "queues", len(v.socks), "zerocopy", v.socks[0].ZeroCopy(), "ports", len(v.ports))
+		"xdp_mode", v.prog.Mode(), "queues", len(v.socks), "zerocopy", v.socks[0].ZeroCopy(), "ports", len(v.ports),
+		"workers", v.cfg.Workers, "microflow", v.cfg.MicroFlow)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	v.others.Add(3)
 	go func() { defer v.others.Done(); v.clock.Run(ctx) }()
 	go func() { defer v.others.Done(); v.runResolver(ctx) }()
 	go func() { defer v.others.Done(); v.runExpiry(ctx) }()
-	for q, s := range v.socks {
+	for _, q := range v.queues {
 		v.readers.Add(1)
-		go func() { defer v.readers.Done(); v.runQueue(s, &v.queueCnt[q]) }()
+		go func() { defer v.readers.Done(); v.runReader(ctx, q) }()
+		v.mergers.Add(1)
+		go func() { defer v.mergers.Done(); v.runMerger(q) }()
 	}
 	for _, t := range v.ports {
 		v.writers.Add(1)
@@ -198,7 +205,21 @@ func (v *VTEP) setup() error {
 			return fmt.Errorf("register af_xdp socket of queue %d: %w", q, err)
 		}
 	}
-	v.queueCnt = make([]counters, len(v.socks))
+	// Each queue may hold inFlight frames between its RX ring and the TAP writes: what the
+	// UMEM's RX part has beyond a full fill ring.
+	inFlight := umemFrames - txFrames - ringSize
+	depth := max(2, inFlight/v.cfg.MicroFlow)
+	for i, s := range v.socks {
+		q, err := newQueue(i, s, depth, v.cfg.MicroFlow)
+		if err != nil {
+			return fmt.Errorf("reorder line of queue %d: %w", i, err)
+		}
+		v.queues = append(v.queues, q)
+	}
+	v.workerCnt = make([]counters, v.cfg.Workers)
+	if v.pool, err = reorder.NewPool(v.cfg.Workers, len(v.queues)*depth, v.process); err != nil {
+		return fmt.Errorf("worker pool: %w", err)
+	}
 	for _, nc := range v.cfg.Networks {
 		n := v.nets[nc.VNI]
 		for _, p := range nc.Ports {
@@ -222,9 +243,11 @@ func (v *VTEP) setup() error {
 	return nil
 }
 
-// teardown undoes setup in the order that keeps every stage safe: detach XDP so nothing
-// new arrives; stop the queue readers and close the sockets; then close the TAPs (which
-// removes them and stops the port readers); then the background goroutines.
+// teardown undoes setup in the order that keeps every stage safe and delivers what is in
+// flight: detach XDP so nothing new arrives; close the sockets, which stops the readers;
+// let the workers and mergers finish the micro-flows already taken; hand their frames
+// back; then close the TAPs (which removes them and stops the port readers); then the
+// background goroutines. Run has cancelled the context by then.
 func (v *VTEP) teardown() error {
 	var errs []error
 	if v.prog != nil {
@@ -238,6 +261,16 @@ func (v *VTEP) teardown() error {
 		}
 	}
 	v.readers.Wait()
+	if v.pool != nil {
+		v.pool.Close() // the workers finish the micro-flows already queued
+	}
+	for _, q := range v.queues {
+		q.line.Close() // the mergers deliver what is done, then stop
+	}
+	v.mergers.Wait()
+	for _, q := range v.queues {
+		q.drain()
+	}
 	for _, t := range v.ports {
 		if err := t.close(); err != nil {
 			errs = append(errs, fmt.Errorf("remove tap %s: %w", t.port.TAP, err))
@@ -251,8 +284,12 @@ func (v *VTEP) teardown() error {
 // Counters sums the counters of every stage.
 func (v *VTEP) Counters() Counters {
 	var c Counters
-	for i := range v.queueCnt {
-		c.add(&v.queueCnt[i])
+	for _, q := range v.queues {
+		c.add(&q.c)
+	}
+	for i := range v.workerCnt {
+		c.add(&v.workerCnt[i])
+		c.PerWorker = append(c.PerWorker, v.workerCnt[i].microflows.Load())
 	}
 	for i := range v.portCnt {
 		c.add(&v.portCnt[i])
