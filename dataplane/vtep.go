@@ -151,7 +151,9 @@ func (v *VTEP) Run(ctx context.Context) (err error) {
 		go func() { defer v.writers.Done(); v.runPort(t, &v.portCnt[t.index]) }()
 	}
 	<-ctx.Done()
-	v.log.Info("vxdp stopping")
+	st := v.SocketStats()
+	v.log.Info("vxdp stopping", "rx_ring_full", st.RxRingFull, "fill_ring_empty", st.FillRingEmpty,
+		"rx_dropped", st.RxDropped, "tx_no_room", st.TxNoRoom)
 	return nil
 }
 
@@ -295,6 +297,27 @@ func (v *VTEP) Counters() Counters {
 		c.add(&v.portCnt[i])
 	}
 	return c
+}
+
+// SocketStats sums the AF_XDP sockets' statistics; the kernel's RxRingFull and
+// FillRingEmpty show frames lost before vxdp could take them.
+func (v *VTEP) SocketStats() xsk.Stats {
+	var sum xsk.Stats
+	for _, s := range v.socks {
+		st, err := s.Stats()
+		if err != nil {
+			continue // closed: its last numbers are gone with it
+		}
+		sum.RxDropped += st.RxDropped
+		sum.RxRingFull += st.RxRingFull
+		sum.FillRingEmpty += st.FillRingEmpty
+		sum.RxInvalidDescs += st.RxInvalidDescs
+		sum.TxInvalidDescs += st.TxInvalidDescs
+		sum.TxNoRoom += st.TxNoRoom
+		sum.Received += st.Received
+		sum.Transmitted += st.Transmitted
+	}
+	return sum
 }
 
 // XDPCounters returns the XDP program's counters.

@@ -83,7 +83,13 @@ func newTopology(t *testing.T, tag string) *topo.Topology {
 // startVXDP runs vxdp on side s; the test's cleanup stops it and, on failure, shows its log.
 func startVXDP(t *testing.T, tp *topo.Topology, s topo.Side) *topo.VXDP {
 	t.Helper()
-	v, err := tp.StartVXDP(context.Background(), s, vxdpBinary, "")
+	return startVXDPWith(t, tp, s, "")
+}
+
+// startVXDPWith is startVXDP with extra top-level config fields.
+func startVXDPWith(t *testing.T, tp *topo.Topology, s topo.Side, extra string) *topo.VXDP {
+	t.Helper()
+	v, err := tp.StartVXDP(context.Background(), s, vxdpBinary, extra)
 	if err != nil {
 		t.Fatal(err)
 	}
