@@ -5,13 +5,14 @@ BENCH_OUT ?= bench/out
 # FUZZTIME is how long `make test` runs each fuzz target; `make fuzz` runs them longer.
 FUZZTIME  ?= 3s
 
-.PHONY: all build generate test unit fuzz demo vet fmt clean
+.PHONY: all build generate test unit fuzz demo bench bench-quick vet clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/vxdp ./cmd/vxdp
 	$(GO) build -o $(BIN)/vxdp-demo ./cmd/vxdp-demo
+	$(GO) build -o $(BIN)/vxdp-bench ./bench/cmd/vxdp-bench
 
 # Rebuilds the committed bpf2go output from bpf/xdp.c (needs clang and libbpf-dev).
 generate:
@@ -22,11 +23,12 @@ vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-# The whole suite: vet, unit and root integration tests (with the race detector), then every
-# fuzz target for FUZZTIME each.
+# The whole suite: vet, unit and root integration tests (with the race detector), every fuzz
+# target for FUZZTIME, and the benchmark suite's quick plan as a smoke test.
 test: vet
 	$(GO) test -race -count=1 -timeout 10m ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME)
+	@$(MAKE) --no-print-directory bench-quick BENCH_OUT=$(BENCH_OUT)/quick
 
 unit:
 	$(GO) test -count=1 -short ./...
@@ -43,6 +45,15 @@ fuzz:
 
 demo: build
 	$(BIN)/vxdp-demo -vxdp $(BIN)/vxdp
+
+# The papers' experiments (bench/README.md): every configuration, workload and repetition,
+# interleaved; about 30 minutes on a 2-core machine.
+bench: build
+	$(BIN)/vxdp-bench -vxdp $(BIN)/vxdp -out $(BENCH_OUT)
+
+# A subset in about a minute; fails if any configuration produced no number (never on speed).
+bench-quick: build
+	$(BIN)/vxdp-bench -quick -check -vxdp $(BIN)/vxdp -out $(BENCH_OUT)
 
 clean:
 	rm -rf $(BIN) $(BENCH_OUT)

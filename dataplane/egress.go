@@ -4,6 +4,7 @@ package dataplane
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/vxdp/vxdp/dataplane/fdb"
 	"github.com/vxdp/vxdp/dataplane/packet"
@@ -156,13 +157,25 @@ func (e *egress) flush() {
 	}
 }
 
+// transmit posts frames on the underlay. When the TX frames are all in flight (in copy mode
+// the kernel returns them only once the receiver has freed its copy), it waits a little for
+// completions rather than drop: the port reader then stops reading, the TAP's queue fills
+// and the container's TCP slows down, instead of losing segments. Only frames that still
+// find no room after txWait are dropped and counted.
 func (e *egress) transmit(frames [][]byte) {
-	sent := e.sock.Transmit(frames)
-	e.c.txPackets.Add(uint64(sent))
-	for _, f := range frames[:sent] {
+	for _, f := range frames {
 		e.c.txBytes.Add(uint64(len(f)))
 	}
-	if sent < len(frames) {
-		e.c.drops[DropTxFull].Add(uint64(len(frames) - sent))
+	posted := e.sock.Transmit(frames)
+	for waited := time.Duration(0); posted < len(frames) && waited < txWait; waited += txPause {
+		time.Sleep(txPause)
+		posted += e.sock.Transmit(frames[posted:])
+	}
+	e.c.txPackets.Add(uint64(posted))
+	if posted < len(frames) {
+		e.c.drops[DropTxFull].Add(uint64(len(frames) - posted))
+		for _, f := range frames[posted:] {
+			e.c.txBytes.Add(-uint64(len(f)))
+		}
 	}
 }

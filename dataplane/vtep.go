@@ -35,6 +35,10 @@ const (
 	// neighbourPeriod is how often next hops are looked up and refreshed in the kernel's
 	// neighbour table; our frames bypass the kernel, so it would otherwise let them go stale.
 	neighbourPeriod = time.Second
+	// txWait is how long egress waits for free TX frames before dropping, and txPause the
+	// step: long enough for the receiving side to drain a ring's worth of frames.
+	txWait  = 5 * time.Millisecond
+	txPause = 50 * time.Microsecond
 	// expiryPeriod is how often aged FDB entries are removed.
 	expiryPeriod = 5 * time.Second
 )

@@ -6,7 +6,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os/exec"
 	"strconv"
 	"strings"
 	"time"
@@ -44,6 +46,9 @@ type Iperf3Result struct {
 	Retransmits int
 	// LostPackets and Packets are the UDP datagrams lost and sent (UDP only).
 	LostPackets, Packets int
+	// OutOfOrder is the number of UDP datagrams the server received out of
+	// order, summed over the streams (UDP only).
+	OutOfOrder int
 	// JSON is iperf3's whole -J output.
 	JSON []byte
 }
@@ -66,10 +71,17 @@ func (r Iperf3) Run(ctx context.Context) (Iperf3Result, error) {
 	if err := srv.Start(); err != nil {
 		return Iperf3Result{}, fmt.Errorf("start iperf3 server in %s: %w", r.Server, err)
 	}
-	defer func() {
-		_ = srv.Process.Kill()
-		_ = srv.Wait()
-	}()
+	// stopServer ends the server and waits for it, after which srvOut is safe to read:
+	// until then the server's output is still being copied into it.
+	srvStopped := false
+	stopServer := func() {
+		if !srvStopped {
+			srvStopped = true
+			_ = srv.Process.Kill()
+			_ = srv.Wait()
+		}
+	}
+	defer stopServer()
 	args := append([]string{"-c", r.Addr, "-J", "--connect-timeout", "2000",
 		"-t", strconv.FormatFloat(r.Duration.Seconds(), 'f', -1, 64)}, port...)
 	if r.Reverse {
@@ -87,11 +99,12 @@ func (r Iperf3) Run(ctx context.Context) (Iperf3Result, error) {
 	if r.Parallel > 1 {
 		args = append(args, "-P", strconv.Itoa(r.Parallel))
 	}
-	var out string
+	var out, errOut string
 	var err error
 	for try := 0; try < 30; try++ {
-		out, err = run(r.Client.Exec(ctx, "iperf3", args...), r.Client.Name)
-		if err == nil || !strings.Contains(out, "unable to connect") {
+		out, errOut, err = runSplit(r.Client.Exec(ctx, "iperf3", args...), r.Client.Name)
+		// iperf3 3.12 -J exits 0 even when it could not connect: look at the text.
+		if !strings.Contains(out+errOut, "unable to connect") {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -112,11 +125,18 @@ func (r Iperf3) Run(ctx context.Context) (Iperf3Result, error) {
 				LostPackets   int     `json:"lost_packets"`
 				Packets       int     `json:"packets"`
 			} `json:"sum"`
+			Streams []struct {
+				UDP struct {
+					OutOfOrder int `json:"out_of_order"`
+				} `json:"udp"`
+			} `json:"streams"`
 		} `json:"end"`
 		Error string `json:"error"`
 	}
 	if jerr := json.Unmarshal([]byte(out), &j); jerr != nil {
-		return res, fmt.Errorf("iperf3 client in %s: %w (server: %s)", r.Client, err, strings.TrimSpace(srvOut.String()))
+		stopServer()
+		return res, fmt.Errorf("iperf3 client in %s: %w (stderr: %s; server: %s)", r.Client,
+			errors.Join(err, jerr), strings.TrimSpace(errOut), strings.TrimSpace(srvOut.String()))
 	}
 	if j.Error != "" {
 		return res, fmt.Errorf("iperf3 client in %s: %s", r.Client, j.Error)
@@ -125,9 +145,20 @@ func (r Iperf3) Run(ctx context.Context) (Iperf3Result, error) {
 		return res, fmt.Errorf("iperf3 client in %s: %w", r.Client, err)
 	}
 	if r.UDP {
-		res.BitsPerSecond = j.End.Sum.BitsPerSecond * float64(j.End.Sum.Packets-j.End.Sum.LostPackets) / float64(max(j.End.Sum.Packets, 1))
-		res.Bytes = j.End.Sum.Bytes
 		res.LostPackets, res.Packets = j.End.Sum.LostPackets, j.End.Sum.Packets
+		for _, s := range j.End.Streams {
+			res.OutOfOrder += s.UDP.OutOfOrder
+		}
+		if j.End.SumReceived.Bytes > 0 {
+			// iperf3 3.12 and later: the server's own count of what it received.
+			res.BitsPerSecond = j.End.SumReceived.BitsPerSecond
+			res.Bytes = j.End.SumReceived.Bytes
+		} else {
+			// Older iperf3 reports only the sent side with the server's loss count.
+			received := float64(j.End.Sum.Packets-j.End.Sum.LostPackets) / float64(max(j.End.Sum.Packets, 1))
+			res.BitsPerSecond = j.End.Sum.BitsPerSecond * received
+			res.Bytes = j.End.Sum.Bytes * received
+		}
 	} else {
 		res.BitsPerSecond = j.End.SumReceived.BitsPerSecond
 		res.Bytes = j.End.SumReceived.Bytes
@@ -137,4 +168,17 @@ func (r Iperf3) Run(ctx context.Context) (Iperf3Result, error) {
 		return res, fmt.Errorf("iperf3 from %s to %s moved no data", r.Client, r.Server)
 	}
 	return res, nil
+}
+
+// runSplit runs cmd and returns its standard output and standard error apart:
+// iperf3 -J writes its JSON to stdout but warnings (such as "UDP block size
+// exceeds TCP MSS") to stderr, which would corrupt the JSON if mixed in.
+func runSplit(cmd *exec.Cmd, where string) (stdout, stderr string, err error) {
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	if rerr := cmd.Run(); rerr != nil {
+		err = fmt.Errorf("run %q in %s: %w: %s", strings.Join(cmd.Args, " "), where, rerr,
+			strings.TrimSpace(e.String()))
+	}
+	return o.String(), e.String(), err
 }

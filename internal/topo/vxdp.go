@@ -25,6 +25,7 @@ type VXDP struct {
 	Config string
 
 	cmd  *exec.Cmd
+	dir  string // holds Config; removed once the process has exited
 	log  *syncBuffer
 	done chan struct{}
 	err  error // the process's exit status, once done is closed
@@ -59,17 +60,20 @@ func (t *Topology) StartVXDP(ctx context.Context, s Side, binary, extra string) 
 	}
 	cfg := filepath.Join(dir, "vxdp-"+s.String()+".yaml")
 	if err := os.WriteFile(cfg, []byte(t.VXDPConfig(s, extra)), 0o644); err != nil {
+		os.RemoveAll(dir)
 		return nil, fmt.Errorf("start vxdp: %w", err)
 	}
-	v := &VXDP{Side: s, Config: cfg, log: &syncBuffer{}, done: make(chan struct{})}
+	v := &VXDP{Side: s, Config: cfg, dir: dir, log: &syncBuffer{}, done: make(chan struct{})}
 	// Not tied to ctx: the caller stops it with SIGTERM, to test the clean shutdown.
 	v.cmd = t.Host(s).Exec(context.Background(), binary, "run", "-config", cfg)
 	v.cmd.Stdout, v.cmd.Stderr = v.log, v.log
 	if err := v.cmd.Start(); err != nil {
+		os.RemoveAll(dir)
 		return nil, fmt.Errorf("start vxdp on host %s: %w", s, err)
 	}
 	go func() {
 		v.err = v.cmd.Wait()
+		os.RemoveAll(dir)
 		close(v.done)
 	}()
 	upCtx, cancel := context.WithTimeout(ctx, 20*time.Second)

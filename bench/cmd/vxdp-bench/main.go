@@ -1,0 +1,181 @@
+//go:build linux
+
+// Command vxdp-bench runs the overlay benchmarks of bench/README.md on
+// network namespaces and writes results.json, results.csv, summary.md and
+// PNG plots into a directory.
+//
+//	vxdp-bench [-quick] [-check] [-vxdp bin/vxdp] [-out bench/out] [flags]
+//	vxdp-bench -render bench/out/results.json [-out DIR]
+//
+// SIGINT or SIGTERM stops the run, removes every namespace it made, stops
+// vxdp and writes the partial results; a second signal exits at once (the
+// next run sweeps what that leaves behind).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vxdp/vxdp/bench"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1 // the run, a configuration (with -check) or writing the results failed
+	exitUsage   = 2
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("vxdp-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	vxdp := fs.String("vxdp", "bin/vxdp", "the vxdp binary, for the vxdp configurations")
+	out := fs.String("out", "bench/out", "directory for results.json, results.csv, summary.md and the plots")
+	quick := fs.Bool("quick", false, "the quick plan (CI's smoke test): one flow of TCP and UDP everywhere, one point of each sweep, 1 repetition of 2 s runs")
+	check := fs.Bool("check", false, "exit 1 if any configuration and workload of the plan produced no number (never a speed threshold)")
+	reps := fs.Int("reps", 0, "repetitions (default 5, quick 1)")
+	dur := fs.Duration("t", 0, "length of each iperf3 run (default 5s, quick 2s)")
+	configs := fs.String("configs", "", "comma-separated configurations to run (default: all of "+names(bench.Configs())+")")
+	sweep := fs.String("sweep", strings.Join(bench.SweepConfigs, ","), "comma-separated configurations the flow-count and packet-size sweeps run on")
+	workers := fs.String("workers", "", "comma-separated vxdp worker counts: adds configurations vxdp-w<n> (vxdp on B with \"workers: n\")")
+	microflows := fs.String("microflows", "", "comma-separated micro-flow sizes: adds configurations vxdp-b<n> (vxdp on B with \"microflow: n\")")
+	render := fs.String("render", "", "re-render summary, CSV and plots from this results.json instead of running")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "vxdp-bench: unexpected arguments %q\n", fs.Args())
+		return exitUsage
+	}
+	if *render != "" {
+		res, err := bench.ReadResults(*render)
+		if err != nil {
+			fmt.Fprintln(stderr, "vxdp-bench:", err)
+			return exitFailure
+		}
+		return finish(res, *out, *check, stdout, stderr, nil)
+	}
+
+	all := bench.Configs()
+	ws, err := ints(*workers)
+	if err != nil {
+		fmt.Fprintf(stderr, "vxdp-bench: -workers: %v\n", err)
+		return exitUsage
+	}
+	bs, err := ints(*microflows)
+	if err != nil {
+		fmt.Fprintf(stderr, "vxdp-bench: -microflows: %v\n", err)
+		return exitUsage
+	}
+	variants := append(bench.WorkerConfigs(ws), bench.MicroFlowConfigs(bs)...)
+	all = append(all, variants...)
+	sweepNames := list(*sweep)
+	for _, c := range variants {
+		sweepNames = append(sweepNames, c.Name)
+	}
+	if *configs != "" {
+		if all, err = bench.SelectConfigs(all, list(*configs)); err != nil {
+			fmt.Fprintln(stderr, "vxdp-bench: -configs:", err)
+			return exitUsage
+		}
+	}
+	plan := bench.FullPlan(all, sweepNames)
+	if *quick {
+		plan = bench.QuickPlan(all, sweepNames)
+	}
+	if *reps > 0 {
+		plan.Reps = *reps
+	}
+	if *dur > 0 {
+		plan.Duration = *dur
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		// Back to the default action: a second signal ends the process.
+		stop()
+		fmt.Fprintln(stderr, "vxdp-bench: stopping: tearing down and writing partial results (signal again to exit at once)")
+	}()
+	res, err := bench.Run(ctx, bench.Options{Plan: plan, VXDP: *vxdp, Progress: stdout})
+	if res == nil {
+		fmt.Fprintln(stderr, "vxdp-bench:", err)
+		return exitUsage
+	}
+	return finish(res, *out, *check, stdout, stderr, err)
+}
+
+// finish writes the outputs and applies -check; runErr is what stopped the
+// run, if anything.
+func finish(res *bench.Results, out string, check bool, stdout, stderr io.Writer, runErr error) int {
+	code := exitOK
+	if runErr != nil {
+		fmt.Fprintln(stderr, "vxdp-bench:", runErr)
+		code = exitFailure
+	}
+	files, err := res.WriteFiles(out)
+	if err != nil {
+		fmt.Fprintln(stderr, "vxdp-bench:", err)
+		code = exitFailure
+	}
+	for _, f := range files {
+		fmt.Fprintln(stdout, "wrote", filepath.Join(out, f))
+	}
+	fmt.Fprintf(stdout, "wall time %v\n", res.Meta.Finished.Sub(res.Meta.Started).Round(time.Second))
+	if check {
+		if err := res.Check(); err != nil {
+			fmt.Fprintln(stderr, "vxdp-bench: check:", err)
+			code = exitFailure
+		} else {
+			fmt.Fprintln(stdout, "check: every configuration and workload produced numbers")
+		}
+	}
+	return code
+}
+
+// list splits a comma-separated flag value, dropping empty items.
+func list(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// ints parses a comma-separated list of positive integers.
+func ints(s string) ([]int, error) {
+	var out []int
+	for _, f := range list(s) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, errors.Join(fmt.Errorf("%q is not a positive integer", f), err)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func names(cs []bench.Config) string {
+	var ns []string
+	for _, c := range cs {
+		ns = append(ns, c.Name)
+	}
+	return strings.Join(ns, ",")
+}

@@ -1,0 +1,164 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// ErrBadPlan reports a configuration or workload list that cannot run: an
+// unknown or repeated name, or a field out of range.
+var ErrBadPlan = errors.New("bad benchmark plan")
+
+// Overlay names what carries the overlay on one host.
+type Overlay string
+
+const (
+	// OverlayKernel is the kernel's vxlan + bridge + veth, as Docker's
+	// overlay driver builds it.
+	OverlayKernel Overlay = "kernel"
+	// OverlayVXDP is the vxdp node service.
+	OverlayVXDP Overlay = "vxdp"
+)
+
+// Steering is the kernel's flow steering set on the receiving host B.
+type Steering string
+
+const (
+	// SteerNone leaves RPS and RFS off.
+	SteerNone Steering = ""
+	// SteerRPS writes every core into rps_cpus of each RX queue of the wire
+	// end, the vxlan device and the host veth.
+	SteerRPS Steering = "rps"
+	// SteerRFS does what SteerRPS does and sets rps_flow_cnt of those
+	// queues and the machine-wide rps_sock_flow_entries to RFSFlows.
+	SteerRFS Steering = "rfs"
+)
+
+// RFSFlows is the RFS table size of the second paper: rps_sock_flow_entries
+// and every rps_flow_cnt. The paper sized it for its busiest case, 32768
+// connections.
+const RFSFlows = 32768
+
+// Config is one way of carrying the traffic from container A to container
+// B (or from host A to host B, for Native). Every configuration runs on the
+// same namespace topology.
+type Config struct {
+	// Name identifies the configuration in every output: native, kernel,
+	// kernel-rfs+, vxdp-w2, ...
+	Name string `json:"name"`
+	// Description says in a few words what it is, for the summary.
+	Description string `json:"description"`
+	// Native sends host to host over the wire addresses, with no overlay;
+	// A, B, Steering and InContainer are then unused.
+	Native bool `json:"native,omitempty"`
+	// A and B are the overlays on host A (the sender) and host B (the
+	// receiver).
+	A Overlay `json:"a,omitempty"`
+	B Overlay `json:"b,omitempty"`
+	// Steering is the RPS or RFS setting on host B (kernel overlay only).
+	Steering Steering `json:"steering,omitempty"`
+	// InContainer also applies Steering to container B's eth0: the "+"
+	// variants of the second paper.
+	InContainer bool `json:"in_container,omitempty"`
+	// VXDPYAML is appended verbatim to vxdp's config file on every host
+	// that runs vxdp: top-level fields such as "workers: 2".
+	VXDPYAML string `json:"vxdp_yaml,omitempty"`
+}
+
+// UsesVXDP reports whether the configuration runs vxdp on either host.
+func (c Config) UsesVXDP() bool {
+	return !c.Native && (c.A == OverlayVXDP || c.B == OverlayVXDP)
+}
+
+// validate checks that the fields agree with each other.
+func (c Config) validate() error {
+	if c.Name == "" || strings.ContainsAny(c.Name, ", \t\n\"") {
+		return fmt.Errorf("%w: configuration name %q", ErrBadPlan, c.Name)
+	}
+	if c.Native {
+		return nil
+	}
+	for _, o := range []Overlay{c.A, c.B} {
+		if o != OverlayKernel && o != OverlayVXDP {
+			return fmt.Errorf("%w: configuration %s: overlay %q", ErrBadPlan, c.Name, o)
+		}
+	}
+	switch c.Steering {
+	case SteerNone, SteerRPS, SteerRFS:
+	default:
+		return fmt.Errorf("%w: configuration %s: steering %q", ErrBadPlan, c.Name, c.Steering)
+	}
+	if c.Steering != SteerNone && c.B != OverlayKernel {
+		return fmt.Errorf("%w: configuration %s: steering needs the kernel overlay on host B", ErrBadPlan, c.Name)
+	}
+	if c.InContainer && c.Steering == SteerNone {
+		return fmt.Errorf("%w: configuration %s: in-container steering without steering", ErrBadPlan, c.Name)
+	}
+	return nil
+}
+
+// Configs returns the standard configurations, in the order they run in
+// each repetition (rotated by one every repetition).
+func Configs() []Config {
+	k := func(name, desc string, s Steering, plus bool) Config {
+		return Config{Name: name, Description: desc, A: OverlayKernel, B: OverlayKernel, Steering: s, InContainer: plus}
+	}
+	return []Config{
+		{Name: "native", Description: "host A to host B over the wire addresses, no overlay", Native: true},
+		k("kernel", "kernel vxlan + bridge + veth on both hosts", SteerNone, false),
+		k("kernel-rps", "kernel, RPS on all cores on B's wire, vxlan and host veth", SteerRPS, false),
+		k("kernel-rps+", "kernel-rps, and RPS on container B's eth0", SteerRPS, true),
+		k("kernel-rfs", "kernel-rps with RFS (32768 flows) on the same devices", SteerRFS, false),
+		k("kernel-rfs+", "kernel-rfs, and RFS on container B's eth0", SteerRFS, true),
+		{Name: "vxdp", Description: "vxdp on B (receiver), kernel vxlan on A", A: OverlayKernel, B: OverlayVXDP},
+		{Name: "vxdp-both", Description: "vxdp on both hosts", A: OverlayVXDP, B: OverlayVXDP},
+	}
+}
+
+// WorkerConfigs returns one configuration per worker count: vxdp on B (the
+// kernel's vxlan on A) with "workers: n" in its config, named vxdp-w<n>.
+// They need vxdp's parallel ingress pipeline; a vxdp without the workers
+// field refuses the config and the configuration is recorded as failed.
+func WorkerConfigs(workers []int) []Config {
+	return vxdpVariants("w", "workers", "%d workers", workers)
+}
+
+// MicroFlowConfigs returns one configuration per micro-flow size, "vxdp-b<n>": vxdp on B with
+// "microflow: n" and its default worker count, the sender keeping the kernel's vxlan.
+func MicroFlowConfigs(sizes []int) []Config {
+	return vxdpVariants("b", "microflow", "micro-flows of %d frames", sizes)
+}
+
+// vxdpVariants returns "vxdp-<tag><n>" for each value n: vxdp on B with "<field>: n".
+func vxdpVariants(tag, field, what string, values []int) []Config {
+	var cs []Config
+	for _, n := range values {
+		cs = append(cs, Config{
+			Name:        "vxdp-" + tag + strconv.Itoa(n),
+			Description: fmt.Sprintf("vxdp on B with "+what+", kernel vxlan on A", n),
+			A:           OverlayKernel, B: OverlayVXDP,
+			VXDPYAML: fmt.Sprintf("%s: %d\n", field, n),
+		})
+	}
+	return cs
+}
+
+// SelectConfigs returns the configurations of all that names lists, in the
+// order of all. An unknown name is an error.
+func SelectConfigs(all []Config, names []string) ([]Config, error) {
+	var out []Config
+	for _, n := range names {
+		if !slices.ContainsFunc(all, func(c Config) bool { return c.Name == n }) {
+			return nil, fmt.Errorf("%w: unknown configuration %q", ErrBadPlan, n)
+		}
+	}
+	for _, c := range all {
+		if slices.Contains(names, c.Name) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,98 @@
+//go:build linux
+
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/vxdp/vxdp/internal/topo"
+)
+
+// snapshot is the machine's CPU, softirq and interrupt counters and one
+// namespace's SNMP counters at one moment. The CPU and interrupt counters
+// are the whole machine's: both hosts, both containers and iperf3 share its
+// cores.
+type snapshot struct {
+	at       time.Time
+	cpu      []cpuTimes
+	softirqs map[string][]uint64
+	irqs     map[string][]uint64
+	net      map[string]int64
+}
+
+// takeSnapshot reads /proc/stat, /proc/softirqs and /proc/interrupts, and
+// /proc/net/netstat and /proc/net/snmp as ns sees them.
+func takeSnapshot(ns topo.NS) (snapshot, error) {
+	s := snapshot{at: time.Now()}
+	text, err := os.ReadFile("/proc/stat")
+	if err == nil {
+		s.cpu, err = parseStat(string(text))
+	}
+	if err != nil {
+		return s, fmt.Errorf("take snapshot: %w", err)
+	}
+	if text, err = os.ReadFile("/proc/softirqs"); err == nil {
+		s.softirqs, err = parseSoftirqs(string(text))
+	}
+	if err != nil {
+		return s, fmt.Errorf("take snapshot: %w", err)
+	}
+	if text, err = os.ReadFile("/proc/interrupts"); err == nil {
+		s.irqs, err = parseInterrupts(string(text))
+	}
+	if err != nil {
+		return s, fmt.Errorf("take snapshot: %w", err)
+	}
+	s.net, err = readNetCounters(ns)
+	if err != nil {
+		return s, fmt.Errorf("take snapshot: %w", err)
+	}
+	return s, nil
+}
+
+// readNetCounters reads the SNMP counters of namespace ns. /proc/thread-self
+// shows the namespace of the calling thread, which ns.Do switches, so no
+// process is forked.
+func readNetCounters(ns topo.NS) (map[string]int64, error) {
+	var netstat, snmp []byte
+	err := ns.Do(func() error {
+		var err1, err2 error
+		netstat, err1 = os.ReadFile("/proc/thread-self/net/netstat")
+		snmp, err2 = os.ReadFile("/proc/thread-self/net/snmp")
+		return errors.Join(err1, err2)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read counters of %s: %w", ns, err)
+	}
+	m, err := parseNetstat(string(netstat))
+	if err != nil {
+		return nil, err
+	}
+	m2, err := parseNetstat(string(snmp))
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range m2 {
+		m[k] = v
+	}
+	return m, nil
+}
+
+// delta fills run's CPU, softirq, interrupt and SNMP fields with the change
+// from before to s.
+func (s snapshot) delta(before snapshot, run *Measurement) {
+	run.CPU = cpuDelta(before.cpu, s.cpu)
+	run.NetRx = countDelta(before.softirqs["NET_RX"], s.softirqs["NET_RX"])
+	run.NetTx = countDelta(before.softirqs["NET_TX"], s.softirqs["NET_TX"])
+	run.IRQs = countDelta(sumRows(before.irqs), sumRows(s.irqs))
+	run.IPIs = countDelta(before.irqs["CAL"], s.irqs["CAL"])
+	run.Net = make(map[string]int64, len(netCounters))
+	for _, k := range netCounters {
+		if v, ok := s.net[k]; ok {
+			run.Net[k] = v - before.net[k]
+		}
+	}
+}
