@@ -1,0 +1,261 @@
+package offload
+
+import (
+	"encoding/binary"
+
+	"github.com/vxdp/vxdp/dataplane/packet"
+)
+
+// Segment is software GSO for egress: it cuts frame, one Ethernet frame read from a
+// TAP behind its virtio_net_hdr hdr, into frames whose IP packets are at most mtu
+// bytes, and writes them to out[i][headroom:headroom+sizes[i]] for i < n. The first
+// headroom bytes of every out[i] are left untouched for the outer headers. frame is
+// only read.
+//
+// hdr.GSOType decides:
+//
+//   - GSONone: frame is copied as the single segment. If hdr has FlagNeedsCsum, the
+//     Internet checksum of frame[CsumStart:] (the field at CsumStart+CsumOffset, which
+//     holds the partial sum, included) is completed and stored in that field, 0 sent
+//     as 0xffff, as the kernel's skb_checksum_help does (CsumOffset must be even).
+//     frame's IP packet (len(frame)-14) must fit mtu.
+//   - GSOTCPv4, GSOTCPv6 (optionally | GSOECN): frame must be Ethernet + IPv4 (options
+//     allowed, no fragment) or IPv6 (no extension header) + TCP, its IP length equal
+//     to the frame's. Each segment carries hdr.GSOSize payload bytes, or fewer when
+//     the headers plus GSOSize exceed mtu (TCP is a byte stream, so a smaller segment
+//     is correct), the last one the rest. Every segment gets a copy of the headers
+//     with: sequence number advanced by the payload before it; CWR kept only on the
+//     first, FIN and PSH only on the last; IPv4 total length, ID (the super-frame's
+//     plus the segment's index, modulo 2^16, as the kernel's inet_gso_segment does)
+//     and header checksum, or IPv6 payload length; a complete TCP checksum.
+//   - GSOUDPL4 (USO): as TCP but each segment is a UDP datagram of hdr.GSOSize payload
+//     bytes (the last one the rest) with its own UDP length and complete checksum.
+//     GSOSize is the application's datagram size: if headers plus GSOSize exceed mtu,
+//     ErrMTU.
+//
+// For a GSO frame, Segment finds the headers itself: hdr.HdrLen is ignored, because
+// the kernel fills it with the length of the skb's linear part, which may include
+// payload. If hdr has FlagNeedsCsum, CsumStart must be the transport header and
+// CsumOffset its checksum field's offset; the partial sum in the frame is not used,
+// checksums are computed from scratch. A GSO frame whose payload is at most one
+// segment gives one segment. FlagDataValid is ignored.
+//
+// Errors (nothing useful is in out then): ErrBadHeader, ErrGSOType (UFO, or type and
+// frame disagree), ErrGSOSize, ErrCsumStart, ErrMalformed, ErrUnsupported, ErrMTU,
+// ErrTooManySegments (more segments than len(out) or len(sizes)), ErrShortBuffer
+// (headroom negative, or an out[i] shorter than headroom plus its segment). Segment
+// never panics and never allocates.
+func Segment(hdr VirtioNetHdr, frame []byte, mtu int, out [][]byte, sizes []int, headroom int) (n int, err error) {
+	if err := hdr.check(); err != nil {
+		return 0, err
+	}
+	if headroom < 0 {
+		return 0, ErrShortBuffer
+	}
+	if hdr.GSOType == GSONone {
+		return segmentNone(hdr, frame, mtu, out, sizes, headroom)
+	}
+	var l layout
+	if err := parseGSO(hdr, frame, &l); err != nil {
+		return 0, err
+	}
+
+	hl := l.hdrEnd          // header bytes copied into every segment
+	ipHdrs := hl - ethLen   // IP + transport headers, counted against the MTU
+	seg := int(hdr.GSOSize) // payload bytes per segment
+	if ipHdrs+seg > mtu {
+		if l.proto == protoUDP {
+			return 0, ErrMTU
+		}
+		seg = mtu - ipHdrs
+		if seg <= 0 {
+			return 0, ErrMTU
+		}
+	}
+	payload := l.end - l.hdrEnd
+	n = 1
+	if payload > seg {
+		n = (payload + seg - 1) / seg
+	}
+	if n > len(out) || n > len(sizes) {
+		return 0, ErrTooManySegments
+	}
+	for i := range n {
+		size := hl + min(seg, payload-i*seg)
+		if len(out[i]) < headroom || len(out[i])-headroom < size {
+			return 0, ErrShortBuffer
+		}
+	}
+
+	asum := addrSum(frame, l.v6)
+	csumAt := l.l4 + udpCsumOffset
+	var seq uint32
+	var flags uint8
+	if l.proto == protoTCP {
+		csumAt = l.l4 + tcpCsumOffset
+		seq = be32(frame[l.l4+4 : l.l4+8])
+		flags = frame[l.l4+13]
+	}
+	var id uint16
+	if !l.v6 {
+		id = be16(frame[ethLen+4 : ethLen+6])
+	}
+	for i := range n {
+		off := hl + i*seg
+		chunk := min(seg, l.end-off)
+		size := hl + chunk
+		dst := out[i][headroom : headroom+size]
+		copy(dst[:hl], frame[:hl])
+		copy(dst[hl:], frame[off:off+chunk])
+
+		ipLen := size - ethLen
+		if l.v6 {
+			binary.BigEndian.PutUint16(dst[ethLen+4:ethLen+6], uint16(ipLen-ipv6Len))
+		} else {
+			binary.BigEndian.PutUint16(dst[ethLen+2:ethLen+4], uint16(ipLen))
+			binary.BigEndian.PutUint16(dst[ethLen+4:ethLen+6], id+uint16(i))
+			dst[ethLen+10], dst[ethLen+11] = 0, 0
+			binary.BigEndian.PutUint16(dst[ethLen+10:ethLen+12], packet.Checksum(dst[ethLen:l.l4], 0))
+		}
+
+		l4Len := size - l.l4
+		if l.proto == protoTCP {
+			binary.BigEndian.PutUint32(dst[l.l4+4:l.l4+8], seq+uint32(i*seg))
+			f := flags
+			if i > 0 {
+				f &^= tcpCWR
+			}
+			if i < n-1 {
+				f &^= tcpFIN | tcpPSH
+			}
+			dst[l.l4+13] = f
+		} else {
+			binary.BigEndian.PutUint16(dst[l.l4+4:l.l4+6], uint16(l4Len))
+		}
+		dst[csumAt], dst[csumAt+1] = 0, 0
+		c := packet.Checksum(dst[l.l4:size], asum+uint32(l.proto)+uint32(l4Len))
+		if c == 0 && l.proto == protoUDP {
+			c = 0xffff // 0 means "no checksum" in UDP (RFC 768)
+		}
+		binary.BigEndian.PutUint16(dst[csumAt:csumAt+2], c)
+		sizes[i] = size
+	}
+	return n, nil
+}
+
+// segmentNone handles a frame without GSO: one segment, its checksum completed if
+// FlagNeedsCsum asks for it.
+func segmentNone(hdr VirtioNetHdr, frame []byte, mtu int, out [][]byte, sizes []int, headroom int) (int, error) {
+	if len(frame) < ethLen {
+		return 0, ErrMalformed
+	}
+	if len(frame)-ethLen > mtu {
+		return 0, ErrMTU
+	}
+	start, at := int(hdr.CsumStart), int(hdr.CsumStart)+int(hdr.CsumOffset)
+	// An odd CsumOffset would put the field across the 16-bit words the checksum sums:
+	// no protocol's checksum is there.
+	if hdr.Flags&FlagNeedsCsum != 0 && (at+2 > len(frame) || hdr.CsumOffset%2 != 0) {
+		return 0, ErrCsumStart
+	}
+	if len(out) < 1 || len(sizes) < 1 {
+		return 0, ErrTooManySegments
+	}
+	if len(out[0]) < headroom || len(out[0])-headroom < len(frame) {
+		return 0, ErrShortBuffer
+	}
+	dst := out[0][headroom : headroom+len(frame)]
+	copy(dst, frame)
+	if hdr.Flags&FlagNeedsCsum != 0 {
+		c := packet.Checksum(dst[start:], 0)
+		if c == 0 {
+			c = 0xffff
+		}
+		binary.BigEndian.PutUint16(dst[at:at+2], c)
+	}
+	sizes[0] = len(frame)
+	return 1, nil
+}
+
+// parseGSO checks a GSO super-frame against its header and locates its headers.
+func parseGSO(hdr VirtioNetHdr, frame []byte, l *layout) error {
+	gso := hdr.GSOType &^ GSOECN
+	if gso == GSOUDP || (gso == GSOUDPL4 && hdr.GSOType&GSOECN != 0) {
+		return ErrGSOType
+	}
+	if hdr.GSOSize == 0 {
+		return ErrGSOSize
+	}
+	if len(frame) < ethLen {
+		return ErrMalformed
+	}
+	switch be16(frame[12:14]) {
+	case etherTypeIP4:
+		if gso == GSOTCPv6 {
+			return ErrGSOType
+		}
+		if len(frame) < ethLen+ipv4MinLen || frame[ethLen]>>4 != 4 {
+			return ErrMalformed
+		}
+		ihl := int(frame[ethLen]&0x0f) * 4
+		total := int(be16(frame[ethLen+2 : ethLen+4]))
+		if ihl < ipv4MinLen || total < ihl || ethLen+total != len(frame) {
+			return ErrMalformed
+		}
+		if be16(frame[ethLen+6:ethLen+8])&(ipv4MF|ipv4FragOff) != 0 {
+			return ErrUnsupported
+		}
+		l.v6 = false
+		l.proto = frame[ethLen+9]
+		l.l4 = ethLen + ihl
+	case etherTypeIP6:
+		if gso == GSOTCPv4 {
+			return ErrGSOType
+		}
+		if len(frame) < ethLen+ipv6Len || frame[ethLen]>>4 != 6 {
+			return ErrMalformed
+		}
+		if ethLen+ipv6Len+int(be16(frame[ethLen+4:ethLen+6])) != len(frame) {
+			return ErrMalformed
+		}
+		l.v6 = true
+		l.proto = frame[ethLen+6]
+		if l.proto != protoTCP && l.proto != protoUDP {
+			return ErrUnsupported // an extension header, or no transport GSO applies to
+		}
+		l.l4 = ethLen + ipv6Len
+	default:
+		return ErrUnsupported
+	}
+	l.end = len(frame)
+	csumOffset := udpCsumOffset
+	switch l.proto {
+	case protoTCP:
+		if gso == GSOUDPL4 {
+			return ErrGSOType
+		}
+		if l.l4+tcpMinLen > l.end {
+			return ErrMalformed
+		}
+		doff := int(frame[l.l4+12]>>4) * 4
+		if doff < tcpMinLen || l.l4+doff > l.end {
+			return ErrMalformed
+		}
+		l.hdrEnd = l.l4 + doff
+		csumOffset = tcpCsumOffset
+	case protoUDP:
+		if gso != GSOUDPL4 {
+			return ErrGSOType
+		}
+		if l.l4+udpLen > l.end || int(be16(frame[l.l4+4:l.l4+6])) != l.end-l.l4 {
+			return ErrMalformed
+		}
+		l.hdrEnd = l.l4 + udpLen
+	default:
+		return ErrGSOType
+	}
+	if hdr.Flags&FlagNeedsCsum != 0 && (int(hdr.CsumStart) != l.l4 || int(hdr.CsumOffset) != csumOffset) {
+		return ErrCsumStart
+	}
+	return nil
+}
