@@ -22,8 +22,10 @@ const udpMaxSegments = 64
 // told apart by vnetHdr[1] (the GSO type):
 //   - not GSONone, a super-frame: vnetHdr and frame are adjacent in one buffer, so
 //     vnetHdr[:HdrLen+len(frame)] is the whole TAP write.
-//   - GSONone, a frame let out as it came in: vnetHdr is a constant header (all zero)
-//     owned by the Coalescer, frame the caller's own slice; they are not adjacent.
+//   - GSONone, a frame let out as it came in: vnetHdr is an all-zero header and frame
+//     the caller's own slice. After AddWithRoom they are adjacent, the header written
+//     into the room in front of the frame, so again vnetHdr[:HdrLen+len(frame)] is the
+//     whole TAP write; after Add the header is a constant owned by the Coalescer.
 type EmitFunc func(vnetHdr, frame []byte)
 
 // CoalescerConfig configures a Coalescer.
@@ -119,6 +121,8 @@ type flow struct {
 	active  bool
 	copied  bool   // the frame is in buf[HdrLen:HdrLen+n]; else it is first[:n]
 	first   []byte // the first frame as offered, while !copied
+	pkt     []byte // first as offered: with the room in front of it if room
+	room    bool   // offered through AddWithRoom
 	buf     []byte // the super-frame's buffer, once copied (kept across flows with ReuseBuffers)
 	n       int    // frame length: end of the IP packet
 	limit   int    // largest frame length buf allows
@@ -183,16 +187,34 @@ func (c *Coalescer) Stats() CoalescerStats { return c.stats }
 // emit already received it. Before that, emit may receive flows this frame closes. See
 // Coalescer for the rules.
 func (c *Coalescer) Add(frame []byte, emit EmitFunc) bool {
+	return c.add(frame, false, emit)
+}
+
+// AddWithRoom is Add for a frame with room for its virtio_net_hdr in front of it:
+// pkt[:HdrLen] is the room, pkt[HdrLen:] the frame. If the frame leaves as it came
+// in, the Coalescer writes an all-zero header into the room and emits the two
+// adjacent, so that every emitted frame is one contiguous TAP write, with no copy.
+// The room is written only then, and must not be in use by anything else.
+func (c *Coalescer) AddWithRoom(pkt []byte, emit EmitFunc) bool {
+	return c.add(pkt, true, emit)
+}
+
+// add offers a frame: pkt itself, or pkt[HdrLen:] with room.
+func (c *Coalescer) add(pkt []byte, room bool, emit EmitFunc) bool {
+	frame := pkt
+	if room {
+		frame = pkt[HdrLen:]
+	}
 	c.stats.Frames++
 	c.clock++
 	var o offer
 	switch c.classify(frame, &o) {
 	case kindOther:
-		c.emitSingle(frame, emit)
+		c.emitSingle(pkt, room, emit)
 		return false
 	case kindPartial:
 		c.closeBetween(&o.key, emit)
-		c.emitSingle(frame, emit)
+		c.emitSingle(pkt, room, emit)
 		return false
 	}
 	if f := c.lookup(&o.key); f != nil {
@@ -202,10 +224,10 @@ func (c *Coalescer) Add(frame []byte, emit EmitFunc) bool {
 		c.close(f, emit)
 	}
 	if !o.cand || o.flags&tcpPSH != 0 {
-		c.emitSingle(frame, emit)
+		c.emitSingle(pkt, room, emit)
 		return false
 	}
-	c.start(frame, &o, emit)
+	c.start(pkt, room, &o, emit)
 	return true
 }
 
@@ -337,7 +359,7 @@ func (c *Coalescer) closeBetween(k *flowKey, emit EmitFunc) {
 
 // start makes frame the first of a new flow, closing the least recently extended one
 // if every slot is taken.
-func (c *Coalescer) start(frame []byte, o *offer, emit EmitFunc) {
+func (c *Coalescer) start(pkt []byte, room bool, o *offer, emit EmitFunc) {
 	var f *flow
 	for i := range c.flows {
 		g := &c.flows[i]
@@ -355,7 +377,11 @@ func (c *Coalescer) start(frame []byte, o *offer, emit EmitFunc) {
 	f.key = o.key
 	f.active = true
 	f.copied = false
-	f.first = frame
+	f.pkt, f.room = pkt, room
+	f.first = pkt
+	if room {
+		f.first = pkt[HdrLen:]
+	}
 	f.n = o.end
 	f.l4 = o.l4
 	f.hdrEnd = o.hdrEnd
@@ -421,7 +447,7 @@ func (c *Coalescer) merge(f *flow, frame []byte, o *offer, emit EmitFunc) bool {
 		}
 		f.limit = limit
 		copy(f.buf[HdrLen:HdrLen+f.n], f.first[:f.n])
-		f.first = nil
+		f.first, f.pkt = nil, nil
 		f.copied = true
 	}
 	copy(f.buf[HdrLen+f.n:], frame[o.hdrEnd:o.end])
@@ -485,9 +511,9 @@ func checksumsValid(frame []byte, l4, end int, v6 bool, proto uint8) bool {
 func (c *Coalescer) close(f *flow, emit EmitFunc) {
 	f.active = false
 	if !f.copied {
-		frame := f.first
-		f.first = nil
-		c.emitSingle(frame, emit)
+		pkt := f.pkt
+		f.first, f.pkt = nil, nil
+		c.emitSingle(pkt, f.room, emit)
 		return
 	}
 	f.copied = false
@@ -537,8 +563,14 @@ func (c *Coalescer) close(f *flow, emit EmitFunc) {
 	emit(buf[:HdrLen], b)
 }
 
-// emitSingle lets frame out as it came, behind a plain virtio_net_hdr.
-func (c *Coalescer) emitSingle(frame []byte, emit EmitFunc) {
+// emitSingle lets a frame out as it came, behind a plain virtio_net_hdr: pkt itself,
+// or, with room, pkt[HdrLen:] behind a header written into pkt[:HdrLen].
+func (c *Coalescer) emitSingle(pkt []byte, room bool, emit EmitFunc) {
 	c.stats.Singles++
-	emit(c.plain[:], frame)
+	if !room {
+		emit(c.plain[:], pkt)
+		return
+	}
+	clear(pkt[:HdrLen])
+	emit(pkt[:HdrLen], pkt[HdrLen:])
 }

@@ -411,3 +411,60 @@ func TestNewCoalescerErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestCoalesceWithRoom: AddWithRoom emits what Add emits, but every frame, single ones
+// included, comes out adjacent to its header, the room written only for singles.
+func TestCoalesceWithRoom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for trial := range 50 {
+		g := &streamGen{tb: t, choose: rng.IntN}
+		for i := range 1 + rng.IntN(4) {
+			g.addFlow(defaultFlow(i, rng.IntN(2) == 0, rng.IntN(3) == 0), 0)
+		}
+		for range 1 + rng.IntN(200) {
+			g.step()
+		}
+		cfg := CoalescerConfig{MaxFlows: 1 + rng.IntN(4), UDP: true, ReuseBuffers: true}
+		want := coalesceAll(t, cfg, g.frames, func(int) int { return 63 }, MinBufLen)
+
+		const fill = 0xaa
+		roomed := make([][]byte, len(g.frames))
+		for i, fr := range g.frames {
+			roomed[i] = append(bytes.Repeat([]byte{fill}, HdrLen), fr...)
+		}
+		c, _ := newTestCoalescer(t, cfg, cfg.MaxFlows)
+		var got []emitted
+		inner := collect(t, &got)
+		emit := func(vnetHdr, frame []byte) {
+			if cap(vnetHdr) < HdrLen+len(frame) || &vnetHdr[:HdrLen+1][HdrLen] != &frame[0] {
+				t.Fatalf("trial %d: header (GSO type %d) not adjacent to its frame", trial, vnetHdr[1])
+			}
+			inner(vnetHdr, frame)
+		}
+		for i := 0; i < len(roomed); {
+			for n := 64; n > 0 && i < len(roomed); n, i = n-1, i+1 {
+				c.AddWithRoom(roomed[i], emit)
+			}
+			c.Flush(emit)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("trial %d: %d frames emitted with room, %d without", trial, len(got), len(want))
+		}
+		for k := range got {
+			if got[k].hdr != want[k].hdr || !bytes.Equal(got[k].frame, want[k].frame) {
+				t.Fatalf("trial %d: emitted frame %d differs with room", trial, k)
+			}
+		}
+		merged := 0
+		for _, r := range roomed {
+			if bytes.Equal(r[:HdrLen], bytes.Repeat([]byte{fill}, HdrLen)) {
+				merged++ // went out inside a super-frame: its room untouched
+			} else if !bytes.Equal(r[:HdrLen], make([]byte, HdrLen)) {
+				t.Fatalf("trial %d: room holds % x, want zeros or untouched", trial, r[:HdrLen])
+			}
+		}
+		if st := c.Stats(); uint64(merged) != st.Merged {
+			t.Fatalf("trial %d: %d rooms untouched, %d frames merged", trial, merged, st.Merged)
+		}
+	}
+}
