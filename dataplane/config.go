@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,6 +36,10 @@ const (
 	MaxMicroFlow = 512
 	// MaxWorkers bounds the ingress worker pool.
 	MaxWorkers = 256
+	// DefaultAdmin is the admin server's address (metrics, pprof, health, FDB): loopback only,
+	// since pprof and the FDB are not for the network. The port is in the 9100-9999 range the
+	// Prometheus project keeps for exporters.
+	DefaultAdmin = "127.0.0.1:9477"
 )
 
 // ErrConfig marks an invalid configuration; the message names the field and the reason.
@@ -55,6 +61,8 @@ type Config struct {
 	Workers int
 	// MicroFlow is the most consecutive frames of one queue a worker takes at once.
 	MicroFlow int
+	// Admin is the admin server's host:port; "" disables it.
+	Admin string
 	// Networks are the VNIs this node carries.
 	Networks []Network
 }
@@ -92,6 +100,7 @@ type fileConfig struct {
 	FDBAgeing string        `yaml:"fdb_ageing"`
 	Workers   *int          `yaml:"workers"`
 	MicroFlow *int          `yaml:"microflow"`
+	Admin     *string       `yaml:"admin"`
 	Networks  []fileNetwork `yaml:"networks"`
 }
 
@@ -156,6 +165,7 @@ func (fc *fileConfig) validate() (*Config, error) {
 		FDBAgeing: DefaultFDBAgeing,
 		Workers:   runtime.NumCPU(),
 		MicroFlow: DefaultMicroFlow,
+		Admin:     DefaultAdmin,
 	}
 	if err := checkIfname("underlay", fc.Underlay, true); err != nil {
 		return nil, err
@@ -201,6 +211,12 @@ func (fc *fileConfig) validate() (*Config, error) {
 			return nil, fieldError("microflow", "%d is out of range (1-%d)", *fc.MicroFlow, MaxMicroFlow)
 		}
 		c.MicroFlow = *fc.MicroFlow
+	}
+	if fc.Admin != nil {
+		if err := CheckAdmin(*fc.Admin); err != nil {
+			return nil, fieldError("admin", "%v", err)
+		}
+		c.Admin = *fc.Admin
 	}
 	if len(fc.Networks) == 0 {
 		return nil, fieldError("networks", "is required: at least one VNI")
@@ -324,4 +340,27 @@ func checkIfname(field, name string, required bool) error {
 
 func fieldError(field, format string, args ...any) error {
 	return fmt.Errorf("%w: %s: %s", ErrConfig, field, fmt.Sprintf(format, args...))
+}
+
+// CheckAdmin checks an admin server address: "" (disabled) or host:port with an IP address
+// or "localhost" as the host and a port of 1-65535. An empty host, which would listen on
+// every address, must be spelled 0.0.0.0 or [::] so that exposing pprof is a choice.
+func CheckAdmin(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (e.g. %s)", addr, DefaultAdmin)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q: port %q is not 1-65535", addr, port)
+	}
+	if host == "" {
+		return fmt.Errorf("%q has no host: write 0.0.0.0 or [::] to listen on every address", addr)
+	}
+	if a, err := netip.ParseAddr(host); host != "localhost" && (err != nil || a.Zone() != "") {
+		return fmt.Errorf("%q: host %q is not an IP address or localhost", addr, host)
+	}
+	return nil
 }

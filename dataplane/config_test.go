@@ -104,6 +104,10 @@ func TestParseConfigErrors(t *testing.T) {
 		{"dup name in netns", minimalConfig + "  - vni: 43\n    ports: [{tap: vxp1, netns: /run/netns/cB, ifname: eth0}]\n", "networks[1].ports[0].ifname: \"eth0\" is used twice"},
 		{"empty vni", minimalConfig + "  - vni: 43\n", "networks[1]: VNI 43 has neither remotes nor ports"},
 		{"bad ageing", replace("port: 4789", "port: 4789\nfdb_ageing: 10ms"), "fdb_ageing:"},
+		{"admin no port", replace("port: 4789", "port: 4789\nadmin: 127.0.0.1"), "admin: \"127.0.0.1\" is not host:port"},
+		{"admin port zero", replace("port: 4789", "port: 4789\nadmin: 127.0.0.1:0"), "admin: \"127.0.0.1:0\": port \"0\" is not 1-65535"},
+		{"admin no host", replace("port: 4789", "port: 4789\nadmin: \":9477\""), "admin: \":9477\" has no host"},
+		{"admin host name", replace("port: 4789", "port: 4789\nadmin: metrics.example:9477"), "admin: \"metrics.example:9477\": host"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -151,4 +155,26 @@ func FuzzParseConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestParseConfigAdmin checks the admin field: its default, an explicit address, and the empty
+// string that disables the admin server.
+func TestParseConfigAdmin(t *testing.T) {
+	for _, tc := range []struct{ line, want string }{
+		{"", DefaultAdmin},
+		{"admin:\n", DefaultAdmin}, // null: the default, as for every other field
+		{"admin: \"\"\n", ""},
+		{"admin: \"[::1]:9100\"\n", "[::1]:9100"},
+		{"admin: localhost:9100\n", "localhost:9100"},
+		{"admin: 0.0.0.0:9477\n", "0.0.0.0:9477"},
+	} {
+		c, err := ParseConfig(strings.NewReader(tc.line + minimalConfig))
+		if err != nil {
+			t.Errorf("%q: %v", tc.line, err)
+			continue
+		}
+		if c.Admin != tc.want {
+			t.Errorf("%q: admin %q, want %q", tc.line, c.Admin, tc.want)
+		}
+	}
 }
