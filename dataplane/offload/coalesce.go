@@ -17,7 +17,8 @@ const MaxFlowsLimit = 64
 // 128 since; the lower bound holds everywhere).
 const udpMaxSegments = 64
 
-// EmitFunc receives the frames a Coalescer lets out: vnetHdr is the HdrLen-byte
+// EmitFunc receives the frames a Coalescer lets out: tag is the tag the frame (or the
+// first frame of a super-frame) was offered with, vnetHdr the HdrLen-byte
 // virtio_net_hdr to write in front of frame; emit must not modify it. Two cases,
 // told apart by vnetHdr[1] (the GSO type):
 //   - not GSONone, a super-frame: vnetHdr and frame are adjacent in one buffer, so
@@ -26,7 +27,7 @@ const udpMaxSegments = 64
 //     the caller's own slice. After AddWithRoom they are adjacent, the header written
 //     into the room in front of the frame, so again vnetHdr[:HdrLen+len(frame)] is the
 //     whole TAP write; after Add the header is a constant owned by the Coalescer.
-type EmitFunc func(vnetHdr, frame []byte)
+type EmitFunc func(tag uint32, vnetHdr, frame []byte)
 
 // CoalescerConfig configures a Coalescer.
 type CoalescerConfig struct {
@@ -110,6 +111,7 @@ type Coalescer struct {
 type flowKey struct {
 	addrs [32]byte // IPv4: source and destination in the first 8 bytes
 	ports [4]byte  // source and destination port
+	tag   uint32   // the caller's: frames of different tags never merge
 	proto uint8
 	v6    bool
 }
@@ -187,20 +189,23 @@ func (c *Coalescer) Stats() CoalescerStats { return c.stats }
 // emit already received it. Before that, emit may receive flows this frame closes. See
 // Coalescer for the rules.
 func (c *Coalescer) Add(frame []byte, emit EmitFunc) bool {
-	return c.add(frame, false, emit)
+	return c.add(frame, false, 0, emit)
 }
 
 // AddWithRoom is Add for a frame with room for its virtio_net_hdr in front of it:
-// pkt[:HdrLen] is the room, pkt[HdrLen:] the frame. If the frame leaves as it came
-// in, the Coalescer writes an all-zero header into the room and emits the two
-// adjacent, so that every emitted frame is one contiguous TAP write, with no copy.
-// The room is written only then, and must not be in use by anything else.
-func (c *Coalescer) AddWithRoom(pkt []byte, emit EmitFunc) bool {
-	return c.add(pkt, true, emit)
+// pkt[:HdrLen] is the room, pkt[HdrLen:] the frame (len(pkt) >= HdrLen). If the frame
+// leaves as it came in, the Coalescer writes an all-zero header into the room and
+// emits the two adjacent, so that every emitted frame is one contiguous TAP write,
+// with no copy. The room is written only then, and must not be in use by anything
+// else. Frames offered with different tags are never merged (a caller's tag names
+// where the frame goes: the same flow bytes in two VXLAN networks stay apart), and
+// emit gets the tag back.
+func (c *Coalescer) AddWithRoom(pkt []byte, tag uint32, emit EmitFunc) bool {
+	return c.add(pkt, true, tag, emit)
 }
 
 // add offers a frame: pkt itself, or pkt[HdrLen:] with room.
-func (c *Coalescer) add(pkt []byte, room bool, emit EmitFunc) bool {
+func (c *Coalescer) add(pkt []byte, room bool, tag uint32, emit EmitFunc) bool {
 	frame := pkt
 	if room {
 		frame = pkt[HdrLen:]
@@ -208,13 +213,14 @@ func (c *Coalescer) add(pkt []byte, room bool, emit EmitFunc) bool {
 	c.stats.Frames++
 	c.clock++
 	var o offer
+	o.key.tag = tag
 	switch c.classify(frame, &o) {
 	case kindOther:
-		c.emitSingle(pkt, room, emit)
+		c.emitSingle(pkt, room, tag, emit)
 		return false
 	case kindPartial:
 		c.closeBetween(&o.key, emit)
-		c.emitSingle(pkt, room, emit)
+		c.emitSingle(pkt, room, tag, emit)
 		return false
 	}
 	if f := c.lookup(&o.key); f != nil {
@@ -224,7 +230,7 @@ func (c *Coalescer) add(pkt []byte, room bool, emit EmitFunc) bool {
 		c.close(f, emit)
 	}
 	if !o.cand || o.flags&tcpPSH != 0 {
-		c.emitSingle(pkt, room, emit)
+		c.emitSingle(pkt, room, tag, emit)
 		return false
 	}
 	c.start(pkt, room, &o, emit)
@@ -347,7 +353,7 @@ func (c *Coalescer) lookup(k *flowKey) *flow {
 }
 
 // closeBetween closes every flow in progress between the addresses of k, of k's
-// protocol or, if k.proto is 0, of any.
+// protocol or, if k.proto is 0, of any, whatever their tags.
 func (c *Coalescer) closeBetween(k *flowKey, emit EmitFunc) {
 	for i := range c.flows {
 		f := &c.flows[i]
@@ -513,7 +519,7 @@ func (c *Coalescer) close(f *flow, emit EmitFunc) {
 	if !f.copied {
 		pkt := f.pkt
 		f.first, f.pkt = nil, nil
-		c.emitSingle(pkt, f.room, emit)
+		c.emitSingle(pkt, f.room, f.key.tag, emit)
 		return
 	}
 	f.copied = false
@@ -560,17 +566,17 @@ func (c *Coalescer) close(f *flow, emit EmitFunc) {
 	h.Encode(buf[:HdrLen])
 	c.stats.SuperFrames++
 	c.stats.Merged += uint64(f.segs)
-	emit(buf[:HdrLen], b)
+	emit(f.key.tag, buf[:HdrLen], b)
 }
 
 // emitSingle lets a frame out as it came, behind a plain virtio_net_hdr: pkt itself,
 // or, with room, pkt[HdrLen:] behind a header written into pkt[:HdrLen].
-func (c *Coalescer) emitSingle(pkt []byte, room bool, emit EmitFunc) {
+func (c *Coalescer) emitSingle(pkt []byte, room bool, tag uint32, emit EmitFunc) {
 	c.stats.Singles++
 	if !room {
-		emit(c.plain[:], pkt)
+		emit(tag, c.plain[:], pkt)
 		return
 	}
 	clear(pkt[:HdrLen])
-	emit(pkt[:HdrLen], pkt[HdrLen:])
+	emit(tag, pkt[:HdrLen], pkt[HdrLen:])
 }

@@ -435,15 +435,18 @@ func TestCoalesceWithRoom(t *testing.T) {
 		c, _ := newTestCoalescer(t, cfg, cfg.MaxFlows)
 		var got []emitted
 		inner := collect(t, &got)
-		emit := func(vnetHdr, frame []byte) {
+		emit := func(tag uint32, vnetHdr, frame []byte) {
 			if cap(vnetHdr) < HdrLen+len(frame) || &vnetHdr[:HdrLen+1][HdrLen] != &frame[0] {
 				t.Fatalf("trial %d: header (GSO type %d) not adjacent to its frame", trial, vnetHdr[1])
 			}
-			inner(vnetHdr, frame)
+			if tag != 7 {
+				t.Fatalf("trial %d: emitted with tag %d, offered with 7", trial, tag)
+			}
+			inner(tag, vnetHdr, frame)
 		}
 		for i := 0; i < len(roomed); {
 			for n := 64; n > 0 && i < len(roomed); n, i = n-1, i+1 {
-				c.AddWithRoom(roomed[i], emit)
+				c.AddWithRoom(roomed[i], 7, emit)
 			}
 			c.Flush(emit)
 		}
@@ -465,6 +468,47 @@ func TestCoalesceWithRoom(t *testing.T) {
 		}
 		if st := c.Stats(); uint64(merged) != st.Merged {
 			t.Fatalf("trial %d: %d rooms untouched, %d frames merged", trial, merged, st.Merged)
+		}
+	}
+}
+
+// TestCoalesceTagsApart: the same segments offered under two tags, interleaved, never
+// merge across tags, and each tag's frames come back whole, in order, with their tag.
+func TestCoalesceTagsApart(t *testing.T) {
+	g := &streamGen{tb: t, choose: rand.New(rand.NewPCG(13, 14)).IntN}
+	g.addFlow(defaultFlow(0, false, false), 0)
+	f := g.flows[0]
+	for range 20 {
+		g.frames = append(g.frames, g.segment(f, f.mss, tcpACK))
+	}
+	c, _ := newTestCoalescer(t, CoalescerConfig{MaxFlows: 4}, 8)
+	byTag := map[uint32][]emitted{}
+	emit := func(tag uint32, vnetHdr, frame []byte) {
+		collect(t, new([]emitted))(tag, vnetHdr, frame)
+		h, _ := Decode(vnetHdr)
+		byTag[tag] = append(byTag[tag], emitted{h, append([]byte(nil), frame...)})
+	}
+	for _, fr := range g.frames {
+		for _, tag := range []uint32{1, 2} {
+			c.AddWithRoom(append(make([]byte, HdrLen), fr...), tag, emit)
+		}
+	}
+	c.Flush(emit)
+	if len(byTag) != 2 {
+		t.Fatalf("emitted under tags %v, want 1 and 2", byTag)
+	}
+	for tag, out := range byTag {
+		if len(out) != 1 || out[0].hdr.GSOType != GSOTCPv4 {
+			t.Fatalf("tag %d: %d frames emitted, want one super-frame", tag, len(out))
+		}
+		segs, _ := expand(t, out, testMTU)
+		if len(segs) != len(g.frames) {
+			t.Fatalf("tag %d: %d segments back, %d offered", tag, len(segs), len(g.frames))
+		}
+		for i := range segs {
+			if !bytes.Equal(segs[i], g.frames[i]) {
+				t.Fatalf("tag %d: segment %d differs", tag, i)
+			}
 		}
 	}
 }

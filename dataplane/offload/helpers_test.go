@@ -214,7 +214,7 @@ type emitted struct {
 // collect returns an EmitFunc that appends copies to *out, checking the header
 // decodes and, for a super-frame, that header and frame are adjacent.
 func collect(tb testing.TB, out *[]emitted) EmitFunc {
-	return func(vnetHdr, frame []byte) {
+	return func(_ uint32, vnetHdr, frame []byte) {
 		h, err := Decode(vnetHdr)
 		if err != nil {
 			tb.Fatalf("emitted header: %v", err)

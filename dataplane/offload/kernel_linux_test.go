@@ -254,7 +254,7 @@ func newShuttle(t *testing.T, from, to int, udp bool) *shuttle {
 }
 
 // write sends one emitted frame: a super-frame in place, a single one through scratch.
-func (s *shuttle) write(vnetHdr, frame []byte) {
+func (s *shuttle) write(_ uint32, vnetHdr, frame []byte) {
 	var pkt []byte
 	if vnetHdr[1] != GSONone {
 		pkt = vnetHdr[:HdrLen+len(frame)] // a super-frame, behind its header

@@ -152,11 +152,8 @@ func segmentNone(hdr VirtioNetHdr, frame []byte, mtu int, out [][]byte, sizes []
 	if len(frame)-ethLen > mtu {
 		return 0, ErrMTU
 	}
-	start, at := int(hdr.CsumStart), int(hdr.CsumStart)+int(hdr.CsumOffset)
-	// An odd CsumOffset would put the field across the 16-bit words the checksum sums:
-	// no protocol's checksum is there.
-	if hdr.Flags&FlagNeedsCsum != 0 && (at+2 > len(frame) || hdr.CsumOffset%2 != 0) {
-		return 0, ErrCsumStart
+	if err := checkCsumField(hdr, frame); err != nil {
+		return 0, err
 	}
 	if len(out) < 1 || len(sizes) < 1 {
 		return 0, ErrTooManySegments
@@ -166,15 +163,57 @@ func segmentNone(hdr VirtioNetHdr, frame []byte, mtu int, out [][]byte, sizes []
 	}
 	dst := out[0][headroom : headroom+len(frame)]
 	copy(dst, frame)
-	if hdr.Flags&FlagNeedsCsum != 0 {
-		c := packet.Checksum(dst[start:], 0)
-		if c == 0 {
-			c = 0xffff
-		}
-		binary.BigEndian.PutUint16(dst[at:at+2], c)
-	}
+	completeChecksum(hdr, dst)
 	sizes[0] = len(frame)
 	return 1, nil
+}
+
+// CompleteChecksum is Segment for a frame without GSO, in place: if hdr has
+// FlagNeedsCsum, it completes the checksum in frame itself. It returns ErrBadHeader,
+// ErrGSOType for a GSO frame (Segment's), ErrMalformed for a frame shorter than an
+// Ethernet header, ErrCsumStart, or ErrMTU if frame's IP packet exceeds mtu.
+func CompleteChecksum(hdr VirtioNetHdr, frame []byte, mtu int) error {
+	if err := hdr.check(); err != nil {
+		return err
+	}
+	switch {
+	case hdr.GSOType != GSONone:
+		return ErrGSOType
+	case len(frame) < ethLen:
+		return ErrMalformed
+	case len(frame)-ethLen > mtu:
+		return ErrMTU
+	}
+	if err := checkCsumField(hdr, frame); err != nil {
+		return err
+	}
+	completeChecksum(hdr, frame)
+	return nil
+}
+
+// checkCsumField checks that the checksum field hdr points at lies within frame.
+func checkCsumField(hdr VirtioNetHdr, frame []byte) error {
+	at := int(hdr.CsumStart) + int(hdr.CsumOffset)
+	// An odd CsumOffset would put the field across the 16-bit words the checksum sums:
+	// no protocol's checksum is there.
+	if hdr.Flags&FlagNeedsCsum != 0 && (at+2 > len(frame) || hdr.CsumOffset%2 != 0) {
+		return ErrCsumStart
+	}
+	return nil
+}
+
+// completeChecksum stores the checksum hdr asks for, if any, into frame; the field
+// holds the partial sum meanwhile. checkCsumField has passed.
+func completeChecksum(hdr VirtioNetHdr, frame []byte) {
+	if hdr.Flags&FlagNeedsCsum == 0 {
+		return
+	}
+	at := int(hdr.CsumStart) + int(hdr.CsumOffset)
+	c := packet.Checksum(frame[hdr.CsumStart:], 0)
+	if c == 0 {
+		c = 0xffff
+	}
+	binary.BigEndian.PutUint16(frame[at:at+2], c)
 }
 
 // parseGSO checks a GSO super-frame against its header and locates its headers.

@@ -296,3 +296,49 @@ func TestSegmentGSOWithoutNeedsCsum(t *testing.T) {
 		checkGopacket(t, out[i][:sizes[i]])
 	}
 }
+
+// TestCompleteChecksum: in place, CompleteChecksum gives what Segment gives in a copy,
+// and refuses what Segment refuses for a frame without GSO, plus any GSO frame.
+func TestCompleteChecksum(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	out, sizes := segOut(1, 1600)
+	for _, v6 := range []bool{false, true} {
+		for _, udp := range []bool{false, true} {
+			for range 20 {
+				s := defaultFlow(2, v6, udp)
+				g := segSpec{seq: rng.Uint32(), flags: tcpACK, id: 3, payload: randBytes(rng, rng.IntN(1400))}
+				hdr, frame := s.buildSuper(t, g, 1)
+				hdr.GSOType, hdr.GSOSize = GSONone, 0
+				if _, err := Segment(hdr, frame, testMTU, out, sizes, 0); err != nil {
+					t.Fatal(err)
+				}
+				if err := CompleteChecksum(hdr, frame, testMTU); err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(frame, out[0][:sizes[0]]) {
+					t.Fatal("CompleteChecksum and Segment disagree")
+				}
+				checkGopacket(t, frame)
+			}
+		}
+	}
+	frame := defaultFlow(1, false, false).build(t, segSpec{flags: tcpACK, payload: make([]byte, 100)})
+	for _, tc := range []struct {
+		name  string
+		hdr   VirtioNetHdr
+		frame []byte
+		mtu   int
+		want  error
+	}{
+		{"gso", VirtioNetHdr{GSOType: GSOTCPv4, GSOSize: 100}, frame, testMTU, ErrGSOType},
+		{"unknown flag", VirtioNetHdr{Flags: 0x80}, frame, testMTU, ErrBadHeader},
+		{"short", VirtioNetHdr{}, frame[:10], testMTU, ErrMalformed},
+		{"mtu", VirtioNetHdr{}, frame, len(frame) - ethLen - 1, ErrMTU},
+		{"field outside", VirtioNetHdr{Flags: FlagNeedsCsum, CsumStart: uint16(len(frame) - 1)}, frame, testMTU, ErrCsumStart},
+		{"odd offset", VirtioNetHdr{Flags: FlagNeedsCsum, CsumStart: 34, CsumOffset: 15}, frame, testMTU, ErrCsumStart},
+	} {
+		if err := CompleteChecksum(tc.hdr, tc.frame, tc.mtu); err != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+}
