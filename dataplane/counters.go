@@ -78,7 +78,9 @@ type counters struct {
 	rxPackets, rxBytes atomic.Uint64 // VXLAN frames taken from the underlay
 	txPackets, txBytes atomic.Uint64 // VXLAN frames posted to the underlay
 	inPackets          atomic.Uint64 // inner frames delivered to local ports
+	inBytes            atomic.Uint64 // their bytes
 	outPackets         atomic.Uint64 // frames read from local ports
+	outBytes           atomic.Uint64 // their bytes
 	learned            atomic.Uint64 // FDB entries added or moved
 	microflows         atomic.Uint64 // micro-flows processed (worker)
 	reorderWaitNanos   atomic.Uint64 // time done micro-flows waited for their turn (merger)
@@ -92,7 +94,9 @@ type Counters struct {
 	RxPackets, RxBytes uint64 // VXLAN frames received from the underlay
 	TxPackets, TxBytes uint64 // VXLAN frames sent to the underlay
 	Delivered          uint64 // inner frames written to local ports
+	DeliveredBytes     uint64 // their bytes
 	FromPorts          uint64 // frames read from local ports
+	FromPortsBytes     uint64 // their bytes
 	Learned            uint64 // FDB entries added or moved
 	// MicroFlows counts micro-flows processed by the workers.
 	MicroFlows uint64
@@ -113,7 +117,9 @@ func (c *Counters) add(o *counters) {
 	c.TxPackets += o.txPackets.Load()
 	c.TxBytes += o.txBytes.Load()
 	c.Delivered += o.inPackets.Load()
+	c.DeliveredBytes += o.inBytes.Load()
 	c.FromPorts += o.outPackets.Load()
+	c.FromPortsBytes += o.outBytes.Load()
 	c.Learned += o.learned.Load()
 	c.MicroFlows += o.microflows.Load()
 	c.ReorderWait += o.reorderWaitNanos.Load()

@@ -44,6 +44,7 @@ func (v *VTEP) runPort(t *tap, c *counters) {
 		n, err := r.readBatch()
 		if err != nil {
 			if !t.closed.Load() {
+				t.errs.read.Add(1)
 				v.log.Error("port reader stopped", "port", t.port.TAP, "err", err)
 			}
 			return
@@ -52,6 +53,7 @@ func (v *VTEP) runPort(t *tap, c *counters) {
 		for i := 0; i < n; i++ {
 			size := r.sizes[i]
 			c.outPackets.Add(1)
+			c.outBytes.Add(uint64(size))
 			switch {
 			case size < 14:
 				c.drops[DropRunt].Add(1)
@@ -174,6 +176,7 @@ func (e *egress) transmit(frames [][]byte) {
 	e.c.txPackets.Add(uint64(posted))
 	if posted < len(frames) {
 		e.c.drops[DropTxFull].Add(uint64(len(frames) - posted))
+		e.v.txFull(e.t, len(frames)-posted)
 		for _, f := range frames[posted:] {
 			e.c.txBytes.Add(-uint64(len(f)))
 		}

@@ -43,6 +43,8 @@ type queue struct {
 	line  *reorder.Line[microflow]
 	items []*microflow // every slot's item, to hand their frames back at teardown
 	c     counters     // the reader's and the merger's
+	// wait is the merger's histogram of how long done micro-flows waited for their turn.
+	wait waitHistogram
 }
 
 // newQueue prepares the reorder line of socket s; depth micro-flows of batch frames each
@@ -107,6 +109,7 @@ func (v *VTEP) runMerger(q *queue) {
 			return
 		}
 		q.c.reorderWaitNanos.Add(uint64(b.Waited()))
+		q.wait.observe(b.Waited())
 		for _, d := range b.Item.out {
 			v.deliver(d.t, d.frame, &q.c)
 		}
@@ -192,9 +195,11 @@ func (v *VTEP) ingress(mf *microflow, frame []byte, outer *packet.Outer, now uin
 func (v *VTEP) deliver(t *tap, frame []byte, c *counters) {
 	if err := t.write(frame); err != nil {
 		c.drops[DropTAPWrite].Add(1)
+		v.tapWriteFailed(t, err)
 		return
 	}
 	c.inPackets.Add(1)
+	c.inBytes.Add(uint64(len(frame)))
 }
 
 // remote returns the remote VTEP of this VNI with address a, or nil. A VNI has a handful of

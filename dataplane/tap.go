@@ -25,6 +25,7 @@ type tap struct {
 	net   *network // the VNI the port belongs to
 	// closed is set before the descriptor closes, so a reader knows the error is ours.
 	closed atomic.Bool
+	errs   portErrors // TAP read and write errors, for metrics
 }
 
 // openTAP creates the TAP device of p, moves it into p.Netns under p.Ifname, sets its MTU

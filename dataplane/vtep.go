@@ -62,6 +62,8 @@ type VTEP struct {
 	resolve   chan struct{} // wakes the neighbour resolver early
 	workerCnt []counters    // one per ingress worker
 	portCnt   []counters    // one per local port's reader
+	life      lifecycle     // State, and when the fields above may be read by others
+	events    eventLog      // rate limits of per-packet log lines
 
 	readers sync.WaitGroup // queue readers
 	mergers sync.WaitGroup // queue mergers
@@ -128,13 +130,16 @@ func New(cfg *Config, log *slog.Logger) (*VTEP, error) {
 // made: the XDP program, the AF_XDP sockets and the TAP devices.
 func (v *VTEP) Run(ctx context.Context) (err error) {
 	defer func() {
+		v.life.stopping()
 		if cerr := v.teardown(); cerr != nil {
 			err = errors.Join(err, cerr)
 		}
+		v.life.stopped()
 	}()
 	if err := v.setup(); err != nil {
 		return err
 	}
+	v.life.running()
 	v.log.Info("vxdp running", "underlay", v.cfg.Underlay, "local", v.cfg.Local, "port", v.cfg.Port,
 		"xdp_mode", v.prog.Mode(), "queues", len(v.socks), "zerocopy", v.socks[0].ZeroCopy(), "ports", len(v.ports),
 		"workers", v.cfg.Workers, "microflow", v.cfg.MicroFlow)
