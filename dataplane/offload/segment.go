@@ -56,27 +56,12 @@ func Segment(hdr VirtioNetHdr, frame []byte, mtu int, out [][]byte, sizes []int,
 		return segmentNone(hdr, frame, mtu, out, sizes, headroom)
 	}
 	var l layout
-	if err := parseGSO(hdr, frame, &l); err != nil {
+	seg, n, err := plan(hdr, frame, mtu, &l)
+	if err != nil {
 		return 0, err
 	}
-
-	hl := l.hdrEnd          // header bytes copied into every segment
-	ipHdrs := hl - ethLen   // IP + transport headers, counted against the MTU
-	seg := int(hdr.GSOSize) // payload bytes per segment
-	if ipHdrs+seg > mtu {
-		if l.proto == protoUDP {
-			return 0, ErrMTU
-		}
-		seg = mtu - ipHdrs
-		if seg <= 0 {
-			return 0, ErrMTU
-		}
-	}
+	hl := l.hdrEnd // header bytes copied into every segment
 	payload := l.end - l.hdrEnd
-	n = 1
-	if payload > seg {
-		n = (payload + seg - 1) / seg
-	}
 	if n > len(out) || n > len(sizes) {
 		return 0, ErrTooManySegments
 	}
@@ -141,6 +126,47 @@ func Segment(hdr VirtioNetHdr, frame []byte, mtu int, out [][]byte, sizes []int,
 		sizes[i] = size
 	}
 	return n, nil
+}
+
+// Segments returns how many frames Segment would cut a GSO super-frame into, and the
+// length of the headers each of them repeats, without writing anything; for a frame
+// without GSO, 1 and 0. Its errors are Segment's (but those about output buffers).
+func Segments(hdr VirtioNetHdr, frame []byte, mtu int) (n, hdrLen int, err error) {
+	if err := hdr.check(); err != nil {
+		return 0, 0, err
+	}
+	if hdr.GSOType == GSONone {
+		return 1, 0, nil
+	}
+	var l layout
+	if _, n, err = plan(hdr, frame, mtu, &l); err != nil {
+		return 0, 0, err
+	}
+	return n, l.hdrEnd, nil
+}
+
+// plan parses a GSO super-frame into l and returns the payload bytes per segment and
+// the number of segments.
+func plan(hdr VirtioNetHdr, frame []byte, mtu int, l *layout) (seg, n int, err error) {
+	if err := parseGSO(hdr, frame, l); err != nil {
+		return 0, 0, err
+	}
+	ipHdrs := l.hdrEnd - ethLen // IP + transport headers, counted against the MTU
+	seg = int(hdr.GSOSize)
+	if ipHdrs+seg > mtu {
+		if l.proto == protoUDP {
+			return 0, 0, ErrMTU
+		}
+		seg = mtu - ipHdrs
+		if seg <= 0 {
+			return 0, 0, ErrMTU
+		}
+	}
+	n = 1
+	if payload := l.end - l.hdrEnd; payload > seg {
+		n = (payload + seg - 1) / seg
+	}
+	return seg, n, nil
 }
 
 // segmentNone handles a frame without GSO: one segment, its checksum completed if

@@ -74,6 +74,9 @@ func TestSegmentAgainstGopacket(t *testing.T) {
 					t.Fatalf("%s mtu %d size %d: %d segments, want %d", v.name, mtu, size, n, wantN)
 				}
 				hl := ethLen + v.spec.ipHdrLen()
+				if cn, chl, err := Segments(hdr, frame, mtu); cn != n || chl != hl || err != nil {
+					t.Fatalf("%s: Segments = %d, %d, %v; Segment cut %d with %d header bytes", v.name, cn, chl, err, n, hl)
+				}
 				var payload []byte
 				for i := range n {
 					if bytes.Count(out[i][:headroom], []byte{0xee}) != headroom {
@@ -269,6 +272,13 @@ func TestSegmentErrors(t *testing.T) {
 		n, err := Segment(c.hdr, c.frame, c.mtu, c.out, sizes, 0)
 		if !errors.Is(err, c.want) || n != 0 {
 			t.Errorf("%s: Segment = %d, %v, want %v", c.name, n, err, c.want)
+		}
+		// Segments finds the same fault in a super-frame; it writes nothing, so it has
+		// no buffer to complain about, and a frame without GSO is one frame to it.
+		if c.hdr.GSOType != GSONone && !errors.Is(c.want, ErrShortBuffer) && !errors.Is(c.want, ErrTooManySegments) {
+			if n, _, err := Segments(c.hdr, c.frame, c.mtu); !errors.Is(err, c.want) || n != 0 {
+				t.Errorf("%s: Segments = %d, %v, want %v", c.name, n, err, c.want)
+			}
 		}
 	}
 	if _, err := Segment(good, frame, testMTU, out, sizes, -1); !errors.Is(err, ErrShortBuffer) {
