@@ -46,6 +46,17 @@ func TestZeroAllocs(t *testing.T) {
 				sink += len(in) + int(r)
 			}
 		},
+		"ParseOuterReserved": func() {
+			for _, f := range frames {
+				in, r := ParseOuterReserved(f, testPort, 0, VXLANReservedAll&^0xff, &o)
+				sink += len(in) + int(r)
+			}
+		},
+		"IsUDPTo": func() {
+			if IsUDPTo(inner, testPort) {
+				sink++
+			}
+		},
 		"CheckInner":      func() { sink += int(CheckInner(inner)) },
 		"SourcePort":      func() { sink += int(SourcePort(inner)) },
 		"Checksum":        func() { sink += int(Checksum(inner, 7)) },

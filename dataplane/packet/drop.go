@@ -87,6 +87,14 @@ const (
 	// header does not fit in the frame.
 	DropShortInnerIP
 
+	// Outer IPv4, appended after the inner reasons (values never move).
+
+	// DropIPv4Options: the outer IPv4 options do not parse (an option length
+	// below 2 or past the header), or carry a source route (LSRR, SSRR), which
+	// names a further hop: the packet is not for this VTEP to consume, and Linux
+	// drops it too unless accept_source_route is set.
+	DropIPv4Options
+
 	// NumDropReasons is the number of reasons, DropNone included: size of a
 	// per-reason counter array.
 	NumDropReasons
@@ -120,6 +128,7 @@ var dropReasonNames = [NumDropReasons]string{
 	DropInnerSrcMAC:         "inner_src_mac",
 	DropInnerVLAN:           "inner_vlan",
 	DropShortInnerIP:        "short_inner_ip",
+	DropIPv4Options:         "ipv4_options",
 }
 
 // String returns the reason as a snake_case name fit for a metric label.
@@ -128,6 +137,12 @@ func (r DropReason) String() string {
 		return dropReasonNames[r]
 	}
 	return "unknown"
+}
+
+// Inner reports whether r is one of CheckInner's reasons; the others, but
+// DropNone, are ParseOuter's.
+func (r DropReason) Inner() bool {
+	return r >= DropShortInner && r <= DropShortInnerIP
 }
 
 // DropReasons returns every reason, DropNone included, in value order, so that

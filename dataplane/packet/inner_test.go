@@ -66,8 +66,8 @@ func TestCheckInner(t *testing.T) {
 		}
 		covered[c.want] = true
 	}
-	for r := DropShortInner; r < NumDropReasons; r++ {
-		if !covered[r] {
+	for _, r := range DropReasons() {
+		if r.Inner() && !covered[r] {
 			t.Errorf("no case produces %v", r)
 		}
 	}

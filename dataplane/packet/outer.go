@@ -25,6 +25,23 @@ const (
 
 	// vxlanFlagI is the I flag of RFC 7348 section 5: the VNI is valid.
 	vxlanFlagI = 0x08
+
+	// IPv4 option types (RFC 791) that parseIPv4Options treats apart.
+	ipv4OptEnd  = 0   // end of option list: the rest of the header is padding
+	ipv4OptNOP  = 1   // no operation: one byte, no length
+	ipv4OptLSRR = 131 // loose source and record route
+	ipv4OptSSRR = 137 // strict source and record route
+)
+
+// VXLAN header bits as one big-endian 64-bit word (the flags in bits 63-56, the
+// VNI in bits 31-8), the layout of the Linux vxlan driver's reserved_bits.
+const (
+	// VXLANHeaderUsed are the bits RFC 7348 gives a meaning: the I flag and
+	// the VNI. They can never be reserved.
+	VXLANHeaderUsed uint64 = 0x08000000_ffffff00
+	// VXLANReservedAll is every other bit, the ones RFC 7348 reserves: the
+	// default of ParseOuter, and of Linux vxlan without GBP, GPE or RCO.
+	VXLANReservedAll = ^VXLANHeaderUsed
 )
 
 // Policy relaxes optional checks of ParseOuterPolicy and CheckInnerPolicy. The
@@ -36,6 +53,7 @@ const (
 	// says receivers ignore them; the Linux vxlan driver drops them unless an
 	// extension (GBP, GPE, RCO) claims them, and so does the strict policy,
 	// because a set bit usually means an extension vxdp does not speak.
+	// ParseOuterReserved takes the reserved bits as a mask instead.
 	AllowVXLANReserved Policy = 1 << iota
 	// AllowVNIZero accepts VNI 0, which some deployments use as a real segment.
 	AllowVNIZero
@@ -89,16 +107,27 @@ func ParseOuter(frame []byte, port uint16, o *Outer) (inner []byte, r DropReason
 }
 
 // ParseOuterPolicy is ParseOuter with the checks p relaxes left out.
+func ParseOuterPolicy(frame []byte, port uint16, p Policy, o *Outer) (inner []byte, r DropReason) {
+	return ParseOuterReserved(frame, port, p, VXLANReservedAll, o)
+}
+
+// ParseOuterReserved is ParseOuterPolicy with the VXLAN header bits that must
+// be zero given as a mask, in the layout of VXLANReservedAll: a frame with one
+// of them set is dropped with DropVXLANReserved. Bits of VXLANHeaderUsed in
+// reserved are ignored; 0 accepts every reserved bit, as AllowVXLANReserved in
+// p does whatever reserved holds.
 //
 // Frame layout: Ethernet, at most one 802.1Q or 802.1ad tag, IPv4 (options
-// allowed, IHL honoured) or IPv6 (no extension headers), UDP, VXLAN. Ethernet
-// padding past the IP length is ignored, and the inner frame ends where the UDP
-// length says. A zero UDP checksum is accepted for IPv4 (RFC 768) and for IPv6
-// too: RFC 6935/6936 allow it for tunnels and Linux accepts it on a vxlan
-// device created with udp6zerocsumrx; vxdp accepts it unconditionally since
-// the XDP program already restricts senders to known remote VTEPs. A non-zero
-// UDP checksum is verified, which costs a pass over the whole packet.
-func ParseOuterPolicy(frame []byte, port uint16, p Policy, o *Outer) (inner []byte, r DropReason) {
+// allowed, IHL honoured, their layout checked) or IPv6 (no extension headers),
+// UDP, VXLAN. Ethernet padding past the IP length is ignored; the UDP length
+// must be the IP payload length, as every sender writes it, so no bytes hide
+// between the end of the datagram and the end of the IP packet. A zero UDP
+// checksum is accepted for IPv4 (RFC 768) and for IPv6 too: RFC 6935/6936
+// allow it for tunnels and Linux accepts it on a vxlan device created with
+// udp6zerocsumrx; vxdp accepts it unconditionally since the XDP program
+// already restricts senders to known remote VTEPs. A non-zero UDP checksum is
+// verified, which costs a pass over the whole packet.
+func ParseOuterReserved(frame []byte, port uint16, p Policy, reserved uint64, o *Outer) (inner []byte, r DropReason) {
 	if len(frame) < ethHeaderLen {
 		return nil, DropShortEthernet
 	}
@@ -146,6 +175,9 @@ func ParseOuterPolicy(frame []byte, port uint16, p Policy, o *Outer) (inner []by
 		}
 		if binary.BigEndian.Uint16(ip[6:8])&(ipv4FlagMF|ipv4FragOffset) != 0 {
 			return nil, DropIPv4Fragment
+		}
+		if hl > ipv4HeaderLen && !validIPv4Options(ip[ipv4HeaderLen:hl]) {
+			return nil, DropIPv4Options
 		}
 		o.TOS = ip[1]
 		o.IPID = binary.BigEndian.Uint16(ip[4:6])
@@ -197,10 +229,9 @@ func ParseOuterPolicy(frame []byte, port uint16, p Policy, o *Outer) (inner []by
 		return nil, DropShortUDP
 	}
 	udpLen := int(binary.BigEndian.Uint16(udp[4:6]))
-	if udpLen < udpHeaderLen || udpLen > len(udp) {
+	if udpLen != len(udp) {
 		return nil, DropUDPLength
 	}
-	udp = udp[:udpLen]
 	o.SrcPort = binary.BigEndian.Uint16(udp[0:2])
 	o.DstPort = binary.BigEndian.Uint16(udp[2:4])
 	o.UDPChecksum = binary.BigEndian.Uint16(udp[6:8])
@@ -218,21 +249,47 @@ func ParseOuterPolicy(frame []byte, port uint16, p Policy, o *Outer) (inner []by
 	if len(vx) < vxlanHeaderLen {
 		return nil, DropShortVXLAN
 	}
+	hdr := binary.BigEndian.Uint64(vx[:vxlanHeaderLen])
 	o.Flags = vx[0]
-	o.Reserved1 = uint32(vx[1])<<16 | uint32(vx[2])<<8 | uint32(vx[3])
-	o.VNI = uint32(vx[4])<<16 | uint32(vx[5])<<8 | uint32(vx[6])
+	o.Reserved1 = uint32(hdr>>32) & 0xffffff
+	o.VNI = uint32(hdr>>8) & 0xffffff
 	o.Reserved2 = vx[7]
 	o.InnerOffset = off + udpHeaderLen + vxlanHeaderLen
 	if o.Flags&vxlanFlagI == 0 {
 		return nil, DropVXLANFlags
 	}
-	if p&AllowVXLANReserved == 0 && (o.Flags != vxlanFlagI || o.Reserved1 != 0 || o.Reserved2 != 0) {
+	if p&AllowVXLANReserved == 0 && hdr&reserved&^VXLANHeaderUsed != 0 {
 		return nil, DropVXLANReserved
 	}
 	if p&AllowVNIZero == 0 && o.VNI == 0 {
 		return nil, DropVNIZero
 	}
 	return vx[vxlanHeaderLen:], DropNone
+}
+
+// validIPv4Options reports whether opts, the options of an IPv4 header, parse
+// as RFC 791 lays them out, the way Linux's ip_options_compile walks them: an
+// end-of-list ends them (what follows is padding), a NOP is one byte, any other
+// option has a length byte of at least 2 that stays inside the header. A
+// source route option makes them invalid here: it names a hop beyond this one.
+// Other options are not interpreted; a router would not either.
+func validIPv4Options(opts []byte) bool {
+	for len(opts) > 0 {
+		switch opts[0] {
+		case ipv4OptEnd:
+			return true
+		case ipv4OptNOP:
+			opts = opts[1:]
+			continue
+		case ipv4OptLSRR, ipv4OptSSRR:
+			return false
+		}
+		if len(opts) < 2 || opts[1] < 2 || int(opts[1]) > len(opts) {
+			return false
+		}
+		opts = opts[opts[1]:]
+	}
+	return true
 }
 
 // isIPv6ExtensionHeader reports whether next is an IPv6 extension header

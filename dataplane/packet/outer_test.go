@@ -3,6 +3,7 @@ package packet
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"testing"
 
 	"github.com/google/gopacket/layers"
@@ -32,6 +33,13 @@ func TestParseOuterFields(t *testing.T) {
 		{"ipv6 802.1q padded", func(s *outerSpec) { s.v6, s.tpid, s.vlanTCI, s.pad = true, 0x8100, 100, 4 }},
 		{"ipv6 large inner", func(s *outerSpec) { s.v6, s.inner = true, buildInner(t, true, 9, 10, 1400) }},
 		{"ipv6 empty inner", func(s *outerSpec) { s.v6, s.inner = true, nil }},
+		{"ipv4 options nop and end", func(s *outerSpec) {
+			s.options = []layers.IPv4Option{{OptionType: 1}, routerAlert, {OptionType: 0}}
+		}},
+		{"ipv4 options largest header", func(s *outerSpec) {
+			// 40 bytes of options, IHL 15: a record route with room for 9 addresses.
+			s.options = []layers.IPv4Option{{OptionType: 7, OptionLength: 39, OptionData: append([]byte{4}, make([]byte, 36)...)}}
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -115,6 +123,13 @@ func TestParseOuterDropReasons(t *testing.T) {
 	vx := func(f []byte) []byte { return f[udpOffset(f)+8:] }
 	tagged := func(s *outerSpec) { s.tpid, s.vlanTCI = 0x8100, 5 }
 	zeroCsum := func(s *outerSpec) { s.zeroUDPCsum = true }
+	withOption := func(s *outerSpec) {
+		s.options = []layers.IPv4Option{{OptionType: 0x94, OptionLength: 4, OptionData: []byte{0, 0}}}
+	}
+	// setOptions overwrites the 4 option bytes of a withOption frame.
+	setOptions := func(b ...byte) func([]byte) []byte {
+		return func(f []byte) []byte { copy(l3(f)[20:24], b); return f }
+	}
 	cases := []tc{
 		{name: "valid v4", v6: v4, want: DropNone},
 		{name: "valid v6", v6: v6, want: DropNone},
@@ -158,6 +173,23 @@ func TestParseOuterDropReasons(t *testing.T) {
 			binary.BigEndian.PutUint16(udp(f)[4:], binary.BigEndian.Uint16(udp(f)[4:])+2)
 			return f
 		}, want: DropUDPLength},
+		{name: "v4 udp length below ip payload", mutate: func(f []byte) []byte {
+			binary.BigEndian.PutUint16(udp(f)[4:], binary.BigEndian.Uint16(udp(f)[4:])-1)
+			return f
+		}, fix: true, want: DropUDPLength},
+		{name: "v4 udp length below ip payload, zero checksum", spec: zeroCsum, mutate: func(f []byte) []byte {
+			binary.BigEndian.PutUint16(udp(f)[4:], binary.BigEndian.Uint16(udp(f)[4:])-8)
+			return f
+		}, fix: true, want: DropUDPLength},
+		{name: "v4 option length 0", spec: withOption, mutate: setOptions(0x94, 0, 0, 0), fix: true, want: DropIPv4Options},
+		{name: "v4 option length 1", spec: withOption, mutate: setOptions(0x94, 1, 0, 0), fix: true, want: DropIPv4Options},
+		{name: "v4 option past header", spec: withOption, mutate: setOptions(0x94, 5, 0, 0), fix: true, want: DropIPv4Options},
+		{name: "v4 option without length byte", spec: withOption, mutate: setOptions(1, 1, 1, 0x94), fix: true, want: DropIPv4Options},
+		{name: "v4 option lsrr", spec: withOption, mutate: setOptions(131, 3, 4, 0), fix: true, want: DropIPv4Options},
+		{name: "v4 option ssrr after nop", spec: withOption, mutate: setOptions(1, 137, 3, 4), fix: true, want: DropIPv4Options},
+		{name: "v4 option length 2", spec: withOption, mutate: setOptions(0x94, 2, 1, 0), fix: true, want: DropNone},
+		{name: "v4 option end, then padding", spec: withOption, mutate: setOptions(0, 0xff, 0xff, 0xff), fix: true, want: DropNone},
+		{name: "v4 option lsrr after end is padding", spec: withOption, mutate: setOptions(1, 0, 131, 3), fix: true, want: DropNone},
 		{name: "v4 port", spec: func(s *outerSpec) { s.dstPort = 4790 }, want: DropUDPPort},
 		{name: "v4 udp checksum", mutate: func(f []byte) []byte { f[len(f)-1] ^= 1; return f }, want: DropUDPChecksum},
 		{name: "v4 udp checksum field", mutate: func(f []byte) []byte { udp(f)[7] ^= 1; return f }, want: DropUDPChecksum},
@@ -209,6 +241,21 @@ func TestParseOuterDropReasons(t *testing.T) {
 		{name: "v6 reserved", v6: v6, mutate: func(f []byte) []byte { vx(f)[1] = 0x80; return f }, fix: true, want: DropVXLANReserved},
 		{name: "v6 vni 0", v6: v6, spec: func(s *outerSpec) { s.vni = 0 }, want: DropVNIZero},
 	}
+	// Each of the 64 bits of the VXLAN header, set alone on top of a valid
+	// header: the 39 reserved ones drop, the I flag and the VNI's do not.
+	for bit := 0; bit < 64; bit++ {
+		want := DropNone
+		if VXLANReservedAll>>bit&1 != 0 {
+			want = DropVXLANReserved
+		}
+		for _, v := range []bool{v4, v6} {
+			cases = append(cases, tc{name: fmt.Sprintf("vxlan bit %d v6=%v", bit, v), v6: v, mutate: func(f []byte) []byte {
+				h := vx(f)
+				binary.BigEndian.PutUint64(h, binary.BigEndian.Uint64(h)|1<<bit)
+				return f
+			}, fix: true, want: want})
+		}
+	}
 	covered := make(map[DropReason]bool)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -240,7 +287,7 @@ func TestParseOuterDropReasons(t *testing.T) {
 		})
 	}
 	for _, r := range DropReasons() {
-		if r < DropShortInner && !covered[r] {
+		if !r.Inner() && !covered[r] {
 			t.Errorf("no case produces %v", r)
 		}
 	}
@@ -261,5 +308,49 @@ func TestDropReasonString(t *testing.T) {
 	}
 	if DropNone.String() != "none" || DropUDPChecksum.String() != "udp_checksum" || NumDropReasons.String() != "unknown" {
 		t.Errorf("names: %v %v %v", DropNone, DropUDPChecksum, NumDropReasons)
+	}
+}
+
+func TestParseOuterReservedMask(t *testing.T) {
+	const (
+		gFlag  = uint64(0x80) << 56 // GBP's G flag, a reserved flag bit to RFC 7348
+		policy = uint64(0xffff) << 32
+		last   = uint64(0xff)
+	)
+	frameWith := func(set uint64) []byte {
+		f := buildOuter(t, defaultSpec(t, false))
+		h := f[udpOffset(f)+8:]
+		binary.BigEndian.PutUint64(h, binary.BigEndian.Uint64(h)|set)
+		refix(f)
+		return f
+	}
+	cases := []struct {
+		name     string
+		set      uint64 // bits set in the header
+		reserved uint64
+		policy   Policy
+		want     DropReason
+	}{
+		{"all reserved, clean header", 0, VXLANReservedAll, 0, DropNone},
+		{"all reserved, G", gFlag, VXLANReservedAll, 0, DropVXLANReserved},
+		{"accept all", gFlag | policy | last, 0, 0, DropNone},
+		{"GBP bits not reserved, G and policy set", gFlag | policy, VXLANReservedAll &^ (gFlag | policy), 0, DropNone},
+		{"GBP bits not reserved, last byte set", gFlag | last, VXLANReservedAll &^ (gFlag | policy), 0, DropVXLANReserved},
+		{"used bits in the mask are ignored", 0, ^uint64(0), 0, DropNone},
+		{"only the last byte reserved", policy, last, 0, DropNone},
+		{"policy overrides the mask", gFlag | last, VXLANReservedAll, AllowVXLANReserved, DropNone},
+	}
+	for _, c := range cases {
+		var o Outer
+		inner, r := ParseOuterReserved(frameWith(c.set), testPort, c.policy, c.reserved, &o)
+		if r != c.want {
+			t.Errorf("%s: drop %v, want %v", c.name, r, c.want)
+		}
+		if r == DropNone && (inner == nil || o.VNI != 0xabcdef) {
+			t.Errorf("%s: accepted with inner %v, VNI %#x", c.name, inner != nil, o.VNI)
+		}
+	}
+	if VXLANReservedAll|VXLANHeaderUsed != ^uint64(0) || VXLANReservedAll&VXLANHeaderUsed != 0 {
+		t.Errorf("VXLANReservedAll %#x and VXLANHeaderUsed %#x do not split the header", VXLANReservedAll, VXLANHeaderUsed)
 	}
 }
