@@ -35,8 +35,8 @@ type Config struct {
 type Counters struct {
 	// Passed counts packets handed to the kernel: anything that is not VXLAN
 	// to us (ARP, SSH, other host traffic, truncated or unparsed headers,
-	// IPv6 with extension headers, non-first IPv4 fragments, which carry no
-	// port to tell whose they are).
+	// IPv6 with ESP or more than 8 extension headers, non-first fragments,
+	// which carry no port to tell whose they are).
 	Passed uint64
 	// Redirected counts VXLAN packets redirected to an AF_XDP socket. A
 	// packet the kernel then fails to queue (RX ring full) is still counted
@@ -48,10 +48,14 @@ type Counters struct {
 	// DropNoSocket counts VXLAN to us that arrived on a queue with no
 	// registered socket.
 	DropNoSocket uint64
-	// DropFragment counts first IPv4 fragments of UDP datagrams to our
-	// address and port: vxdp owns the port and does not reassemble.
+	// DropFragment counts first IPv4 or IPv6 fragments of UDP datagrams to
+	// our address and port: vxdp owns the port and does not reassemble.
 	DropFragment uint64
 	// RedirectFailed counts VXLAN whose socket vanished between the lookup
 	// and the redirect (a race with UnregisterSocket); they are dropped.
 	RedirectFailed uint64
+	// DropIPv6Ext counts IPv6 UDP to our address and port behind extension
+	// headers (hop-by-hop, routing, destination options, AH): vxdp takes
+	// VXLAN only right behind the IPv6 header.
+	DropIPv6Ext uint64
 }

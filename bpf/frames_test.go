@@ -97,6 +97,7 @@ func run(t testing.TB, p *Program, frame []byte) (uint32, Counters) {
 		DropNoSocket:      after.DropNoSocket - before.DropNoSocket,
 		DropFragment:      after.DropFragment - before.DropFragment,
 		RedirectFailed:    after.RedirectFailed - before.RedirectFailed,
+		DropIPv6Ext:       after.DropIPv6Ext - before.DropIPv6Ext,
 	}
 }
 
@@ -111,6 +112,39 @@ type frameSpec struct {
 	flags    layers.IPv4Flag
 	fragOff  uint16 // in 8-byte units
 	hopByHop bool   // IPv6 hop-by-hop extension header before UDP
+	// ext6 are IPv6 extension header types (0, 43, 44, 51, 60, or 50 for
+	// ESP), in order, between the IPv6 header and UDP; a fragment header
+	// carries frag6Off (8-byte units) and frag6More.
+	ext6      []uint8
+	frag6Off  uint16
+	frag6More bool
+}
+
+// ipv6ExtChain returns the raw extension headers of types, each naming the
+// next one and the last naming last.
+func ipv6ExtChain(types []uint8, last uint8, fragOff uint16, more bool) []byte {
+	var out []byte
+	for i, typ := range types {
+		next := last
+		if i+1 < len(types) {
+			next = types[i+1]
+		}
+		switch typ {
+		case 44: // fragment: offset, M flag, identification
+			v := fragOff << 3
+			if more {
+				v |= 1
+			}
+			out = append(out, next, 0, byte(v>>8), byte(v), 0, 0, 0, 9)
+		case 51: // AH, 12 bytes: payload length 1, SPI 256, sequence 1
+			out = append(out, next, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1)
+		case 43: // routing type 4, segments left 0
+			out = append(out, next, 0, 4, 0, 0, 0, 0, 0)
+		default: // options headers with one PadN; for ESP its SPI and sequence
+			out = append(out, next, 0, 1, 4, 0, 0, 0, 0)
+		}
+	}
+	return out
 }
 
 func buildFrame(t testing.TB, s frameSpec) []byte {
@@ -142,6 +176,9 @@ func buildFrame(t testing.TB, s frameSpec) []byte {
 		if s.hopByHop {
 			ip.NextHeader = layers.IPProtocolIPv6HopByHop
 		}
+		if len(s.ext6) > 0 {
+			ip.NextHeader = layers.IPProtocol(s.ext6[0])
+		}
 		nwl, l3 = ip, ip
 	}
 
@@ -161,6 +198,9 @@ func buildFrame(t testing.TB, s frameSpec) []byte {
 	if s.hopByHop {
 		// Next header UDP, length 0 (8 bytes), PadN of 4 bytes of padding.
 		ls = append(ls, gopacket.Payload{byte(l4p), 0, 1, 4, 0, 0, 0, 0})
+	}
+	if len(s.ext6) > 0 {
+		ls = append(ls, gopacket.Payload(ipv6ExtChain(s.ext6, uint8(l4p), s.frag6Off, s.frag6More)))
 	}
 	if s.tcp {
 		tcp := &layers.TCP{SrcPort: 40000, DstPort: layers.TCPPort(s.dport), SYN: true, Window: 1024}
@@ -251,9 +291,45 @@ func refClassify(f []byte, port uint16, locals, remotes map[[16]byte]bool) xdpVx
 		}
 		src = mapped(ip[12:16])
 	case 0x86dd:
-		if len(ip) < 48 || ip[0]>>4 != 6 || ip[6] != 17 || be16(ip[42:]) != port ||
-			!locals[[16]byte(ip[24:40])] {
+		if len(ip) < 40 || ip[0]>>4 != 6 {
 			return xdpVxdpReasonVXDP_PASSED
+		}
+		// Up to 8 extension headers before UDP; a first fragment or any
+		// extension header makes VXLAN to us a drop of its own.
+		next, l4, ext, fragment := ip[6], ip[40:], false, false
+		for i := 0; i < 8 && next != 17; i++ {
+			if len(l4) < 2 {
+				return xdpVxdpReasonVXDP_PASSED
+			}
+			n := 0
+			switch next {
+			case 0, 43, 60:
+				n = (int(l4[1]) + 1) * 8
+			case 51:
+				n = (int(l4[1]) + 2) * 4
+			case 44:
+				if len(l4) < 8 || be16(l4[2:])&0xfff8 != 0 {
+					return xdpVxdpReasonVXDP_PASSED
+				}
+				n, fragment = 8, true
+			default:
+				return xdpVxdpReasonVXDP_PASSED
+			}
+			if n > len(l4) {
+				// The program's next bounds check fails as well: whatever
+				// it reads next lies beyond the frame.
+				return xdpVxdpReasonVXDP_PASSED
+			}
+			next, l4, ext = l4[0], l4[n:], true
+		}
+		if next != 17 || len(l4) < 8 || be16(l4[2:]) != port || !locals[[16]byte(ip[24:40])] {
+			return xdpVxdpReasonVXDP_PASSED
+		}
+		if fragment {
+			return xdpVxdpReasonVXDP_DROP_FRAGMENT
+		}
+		if ext {
+			return xdpVxdpReasonVXDP_DROP_IPV6EXT
 		}
 		src = [16]byte(ip[8:24])
 		if netip.AddrFrom16(src).Is4In6() {
@@ -292,6 +368,8 @@ func reasonCounters(r xdpVxdpReason) Counters {
 		c.DropFragment = 1
 	case xdpVxdpReasonVXDP_REDIRECT_FAILED:
 		c.RedirectFailed = 1
+	case xdpVxdpReasonVXDP_DROP_IPV6EXT:
+		c.DropIPv6Ext = 1
 	}
 	return c
 }

@@ -31,6 +31,9 @@ func FuzzClassify(f *testing.F) {
 		{src: remoteV6, dst: localV6, dport: testPort},
 		{src: strangerV6, dst: localV6, dport: testPort, tags: []layers.EthernetType{layers.EthernetTypeQinQ}},
 		{src: remoteV6, dst: localV6, dport: testPort, hopByHop: true},
+		{src: remoteV6, dst: localV6, dport: testPort, ext6: []uint8{43, 60, 51}},
+		{src: strangerV6, dst: localV6, dport: testPort, ext6: []uint8{60, 44}, frag6More: true},
+		{src: remoteV6, dst: localV6, dport: testPort, ext6: []uint8{44}, frag6Off: 7},
 	} {
 		f.Add(buildFrame(f, s))
 	}

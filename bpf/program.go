@@ -241,6 +241,7 @@ func (p *Program) Counters() (Counters, error) {
 		{xdpVxdpReasonVXDP_DROP_NO_SOCKET, &c.DropNoSocket},
 		{xdpVxdpReasonVXDP_DROP_FRAGMENT, &c.DropFragment},
 		{xdpVxdpReasonVXDP_REDIRECT_FAILED, &c.RedirectFailed},
+		{xdpVxdpReasonVXDP_DROP_IPV6EXT, &c.DropIPv6Ext},
 	}
 	var perCPU []uint64
 	for _, f := range fields {

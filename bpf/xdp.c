@@ -33,10 +33,24 @@ char __license[] SEC("license") = "Dual MIT/GPL";
 #define VXDP_IP_MF 0x2000
 #define VXDP_IP_OFFSET 0x1fff
 
+// IPv6 fragment header: the offset bits of frag_off (host order), and the
+// most IPv6 extension headers walked before UDP. A longer chain goes to the
+// kernel, which has no listener on our port and drops it.
+#define VXDP_IP6_OFFSET 0xfff8
+#define VXDP_MAX_IP6_EXT 8
+
 // The uapi headers have no VLAN header (it is kernel-internal).
 struct vxdp_vlan_hdr {
 	__be16 tci;
 	__be16 proto;
+};
+
+// Nor the IPv6 fragment header.
+struct vxdp_frag_hdr {
+	__u8 nexthdr;
+	__u8 reserved;
+	__be16 frag_off;
+	__be32 id;
 };
 
 // One key type for both address families: IPv6 as is, IPv4 as an
@@ -60,7 +74,8 @@ enum vxdp_reason {
 	VXDP_DROP_NO_SOCKET = 3,
 	VXDP_DROP_FRAGMENT = 4,
 	VXDP_REDIRECT_FAILED = 5,
-	VXDP_REASONS = 6,
+	VXDP_DROP_IPV6_EXT = 6,
+	VXDP_REASONS = 7,
 };
 
 struct {
@@ -201,17 +216,63 @@ int vxdp_rx(struct xdp_md *ctx)
 		addr_from_v4(&src, ip->saddr);
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = l3;
+		int ext = 0, first_fragment = 0;
+		void *l4;
+		__u8 next;
 
-		// Extension headers (fragments included) are left to the kernel.
-		if ((void *)(ip6 + 1) > end || ip6->version != 6 ||
-		    ip6->nexthdr != IPPROTO_UDP)
+		if ((void *)(ip6 + 1) > end || ip6->version != 6)
 			return verdict(VXDP_PASSED, XDP_PASS);
-		udp = (void *)(ip6 + 1);
+		// Walk the extension headers to find out whether this is UDP to
+		// our port: vxdp takes none (DESIGN: no chains on the fast path),
+		// but one sent to our VXLAN port is ours to drop and count.
+		next = ip6->nexthdr;
+		l4 = ip6 + 1;
+		for (int i = 0; i < VXDP_MAX_IP6_EXT && next != IPPROTO_UDP; i++) {
+			struct ipv6_opt_hdr *h = l4;
+
+			if ((void *)(h + 1) > end)
+				return verdict(VXDP_PASSED, XDP_PASS);
+			switch (next) {
+			case IPPROTO_HOPOPTS:
+			case IPPROTO_ROUTING:
+			case IPPROTO_DSTOPTS:
+				l4 += (h->hdrlen + 1) * 8;
+				break;
+			case IPPROTO_AH:
+				l4 += (h->hdrlen + 2) * 4;
+				break;
+			case IPPROTO_FRAGMENT: {
+				struct vxdp_frag_hdr *fh = l4;
+
+				if ((void *)(fh + 1) > end ||
+				    (bpf_ntohs(fh->frag_off) & VXDP_IP6_OFFSET))
+					// Truncated, or a non-first fragment: no
+					// UDP header to tie it to our port.
+					return verdict(VXDP_PASSED, XDP_PASS);
+				first_fragment = 1;
+				l4 = fh + 1;
+				break;
+			}
+			default: // ESP, no next header, anything else
+				return verdict(VXDP_PASSED, XDP_PASS);
+			}
+			next = h->nexthdr;
+			ext = 1;
+		}
+		if (next != IPPROTO_UDP)
+			return verdict(VXDP_PASSED, XDP_PASS);
+		udp = l4;
 		if ((void *)(udp + 1) > end || udp->dest != bpf_htons(cfg->port))
 			return verdict(VXDP_PASSED, XDP_PASS);
 		__builtin_memcpy(dst.b, &ip6->daddr, sizeof(dst.b));
 		if (!bpf_map_lookup_elem(&local_addrs, &dst))
 			return verdict(VXDP_PASSED, XDP_PASS);
+		// Ours, but not in a form vxdp takes: counted here, where it is
+		// known, rather than passed to a kernel that would drop it unseen.
+		if (first_fragment)
+			return verdict(VXDP_DROP_FRAGMENT, XDP_DROP);
+		if (ext)
+			return verdict(VXDP_DROP_IPV6_EXT, XDP_DROP);
 		__builtin_memcpy(src.b, &ip6->saddr, sizeof(src.b));
 		// An IPv4-mapped source never appears on an IPv6 wire; without
 		// this check it would match an IPv4 entry of the allowlist.

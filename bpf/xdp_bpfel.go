@@ -32,7 +32,8 @@ const (
 	xdpVxdpReasonVXDP_DROP_NO_SOCKET      xdpVxdpReason = 3
 	xdpVxdpReasonVXDP_DROP_FRAGMENT       xdpVxdpReason = 4
 	xdpVxdpReasonVXDP_REDIRECT_FAILED     xdpVxdpReason = 5
-	xdpVxdpReasonVXDP_REASONS             xdpVxdpReason = 6
+	xdpVxdpReasonVXDP_DROP_IPV6EXT        xdpVxdpReason = 6
+	xdpVxdpReasonVXDP_REASONS             xdpVxdpReason = 7
 )
 
 // Names of all BPF objects in the ELF.

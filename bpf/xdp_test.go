@@ -69,7 +69,17 @@ func TestVerdicts(t *testing.T) {
 		{"v6 unknown remote", &frameSpec{src: strangerV6, dst: localV6, dport: testPort}, nil, xdpVxdpReasonVXDP_DROP_UNKNOWN_REMOTE},
 		{"v6 IPv4-mapped source of an allowed v4 remote", &frameSpec{src: mappedRemote, dst: localV6, dport: testPort}, nil, xdpVxdpReasonVXDP_DROP_UNKNOWN_REMOTE},
 		{"v6 wrong port", &frameSpec{src: remoteV6, dst: localV6, dport: 53}, nil, xdpVxdpReasonVXDP_PASSED},
-		{"v6 hop-by-hop header goes to the kernel", &frameSpec{src: remoteV6, dst: localV6, dport: testPort, hopByHop: true}, nil, xdpVxdpReasonVXDP_PASSED},
+		{"v6 hop-by-hop header to our port", &frameSpec{src: remoteV6, dst: localV6, dport: testPort, hopByHop: true}, nil, xdpVxdpReasonVXDP_DROP_IPV6EXT},
+		{"v6 hop-by-hop from unknown remote", &frameSpec{src: strangerV6, dst: localV6, dport: testPort, ext6: []uint8{0}}, nil, xdpVxdpReasonVXDP_DROP_IPV6EXT},
+		{"v6 hop-by-hop to another port goes to the kernel", &frameSpec{src: remoteV6, dst: localV6, dport: 53, ext6: []uint8{0}}, nil, xdpVxdpReasonVXDP_PASSED},
+		{"v6 hop-by-hop to another address goes to the kernel", &frameSpec{src: remoteV6, dst: strangerV6, dport: testPort, ext6: []uint8{0}}, nil, xdpVxdpReasonVXDP_PASSED},
+		{"v6 routing, destination options, AH", &frameSpec{src: remoteV6, dst: localV6, dport: testPort, ext6: []uint8{43, 60, 51}}, nil, xdpVxdpReasonVXDP_DROP_IPV6EXT},
+		{"v6 eight extension headers", &frameSpec{src: remoteV6, dst: localV6, dport: testPort, ext6: []uint8{0, 60, 60, 60, 60, 60, 60, 60}}, nil, xdpVxdpReasonVXDP_DROP_IPV6EXT},
+		{"v6 nine extension headers go to the kernel", &frameSpec{src: remoteV6, dst: localV6, dport: testPort, ext6: []uint8{0, 60, 60, 60, 60, 60, 60, 60, 60}}, nil, xdpVxdpReasonVXDP_PASSED},
+		{"v6 first fragment to our port", &frameSpec{src: remoteV6, dst: localV6, dport: testPort, ext6: []uint8{44}, frag6More: true}, nil, xdpVxdpReasonVXDP_DROP_FRAGMENT},
+		{"v6 first fragment behind destination options", &frameSpec{src: strangerV6, dst: localV6, dport: testPort, ext6: []uint8{60, 44}, frag6More: true}, nil, xdpVxdpReasonVXDP_DROP_FRAGMENT},
+		{"v6 non-first fragment goes to the kernel", &frameSpec{src: remoteV6, dst: localV6, dport: testPort, ext6: []uint8{44}, frag6Off: 10}, nil, xdpVxdpReasonVXDP_PASSED},
+		{"v6 ESP goes to the kernel", &frameSpec{src: remoteV6, dst: localV6, dport: testPort, ext6: []uint8{50}}, nil, xdpVxdpReasonVXDP_PASSED},
 		{"v6 TCP", &frameSpec{src: remoteV6, dst: localV6, dport: testPort, tcp: true}, nil, xdpVxdpReasonVXDP_PASSED},
 		{"802.1Q v4 allowed", &frameSpec{src: remoteV4, dst: localV4, dport: testPort, tags: dot1q}, nil, xdpVxdpReasonVXDP_DROP_NO_SOCKET},
 		{"802.1Q v4 unknown remote", &frameSpec{src: strangerV4, dst: localV4, dport: testPort, tags: dot1q}, nil, xdpVxdpReasonVXDP_DROP_UNKNOWN_REMOTE},
@@ -140,6 +150,24 @@ func TestTruncatedFramesPass(t *testing.T) {
 			checkVerdict(t, p, f[:udpEnd], xdpVxdpReasonVXDP_DROP_NO_SOCKET)
 		})
 	}
+}
+
+// An IPv6 extension chain cut short, or claiming more than the frame holds,
+// cannot be tied to our port: the kernel gets it.
+func TestIPv6ExtensionsCutPass(t *testing.T) {
+	cfg := testConfig()
+	p := loadProgram(t, &cfg)
+	f := buildFrame(t, frameSpec{src: remoteV6, dst: localV6, dport: testPort, ext6: []uint8{0, 51, 44}, frag6More: true})
+	const chain = 14 + 40 + 8 + 12 + 8 // Ethernet, IPv6, hop-by-hop, AH, fragment
+	for _, n := range []int{14 + 40, 14 + 41, 14 + 48, 14 + 55, 14 + 60, chain - 1, chain, chain + 7} {
+		t.Run(fmt.Sprintf("len%d", n), func(t *testing.T) {
+			checkVerdict(t, p, f[:n], xdpVxdpReasonVXDP_PASSED)
+		})
+	}
+	checkVerdict(t, p, f[:chain+8], xdpVxdpReasonVXDP_DROP_FRAGMENT)
+	long := buildFrame(t, frameSpec{src: remoteV6, dst: localV6, dport: testPort, ext6: []uint8{60}})
+	long[14+40+1] = 255 // destination options of 2048 bytes in a frame of about 150
+	checkVerdict(t, p, long, xdpVxdpReasonVXDP_PASSED)
 }
 
 // Before Configure the port is 0 and everything passes.
