@@ -51,6 +51,8 @@ type Iperf3Result struct {
 	OutOfOrder int
 	// JSON is iperf3's whole -J output.
 	JSON []byte
+
+	err string // the error iperf3 reported in its JSON, if any
 }
 
 // Run starts the server, runs the client, and returns the result. It retries the client
@@ -109,10 +111,33 @@ func (r Iperf3) Run(ctx context.Context) (Iperf3Result, error) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	res := Iperf3Result{JSON: []byte(out)}
+	res, jerr := parseIperf3([]byte(out), r.UDP)
+	if jerr != nil {
+		stopServer()
+		return res, fmt.Errorf("iperf3 client in %s: %w (stderr: %s; server: %s)", r.Client,
+			errors.Join(err, jerr), strings.TrimSpace(errOut), strings.TrimSpace(srvOut.String()))
+	}
+	if res.err != "" {
+		return res, fmt.Errorf("iperf3 client in %s: %s", r.Client, res.err)
+	}
+	if err != nil {
+		return res, fmt.Errorf("iperf3 client in %s: %w", r.Client, err)
+	}
+	if res.Bytes <= 0 {
+		return res, fmt.Errorf("iperf3 from %s to %s moved no data", r.Client, r.Server)
+	}
+	return res, nil
+}
+
+// parseIperf3 reads a client's -J output: the receiver's side of it. The error is of the
+// JSON itself; iperf3's own error, if it reported one, is left in res.err.
+func parseIperf3(out []byte, udp bool) (res Iperf3Result, err error) {
+	res.JSON = out
 	var j struct {
 		End struct {
-			SumReceived struct {
+			// SumReceived is the server's own count of what it received (iperf3 3.12
+			// and later, for UDP too); nil from an older iperf3.
+			SumReceived *struct {
 				Bytes         float64 `json:"bytes"`
 				BitsPerSecond float64 `json:"bits_per_second"`
 			} `json:"sum_received"`
@@ -133,39 +158,30 @@ func (r Iperf3) Run(ctx context.Context) (Iperf3Result, error) {
 		} `json:"end"`
 		Error string `json:"error"`
 	}
-	if jerr := json.Unmarshal([]byte(out), &j); jerr != nil {
-		stopServer()
-		return res, fmt.Errorf("iperf3 client in %s: %w (stderr: %s; server: %s)", r.Client,
-			errors.Join(err, jerr), strings.TrimSpace(errOut), strings.TrimSpace(srvOut.String()))
+	if err := json.Unmarshal(out, &j); err != nil {
+		return res, err
 	}
-	if j.Error != "" {
-		return res, fmt.Errorf("iperf3 client in %s: %s", r.Client, j.Error)
+	res.err = j.Error
+	switch {
+	case j.End.SumReceived != nil:
+		// Also when it is zero: iperf3 counts lost UDP datagrams from gaps in the
+		// sequence numbers it received, so with next to nothing received its loss
+		// count says nothing, and the sent side must not stand in for the received.
+		res.BitsPerSecond = j.End.SumReceived.BitsPerSecond
+		res.Bytes = j.End.SumReceived.Bytes
+	case udp:
+		// Older iperf3 reports only the sent side with the server's loss count.
+		received := float64(j.End.Sum.Packets-j.End.Sum.LostPackets) / float64(max(j.End.Sum.Packets, 1))
+		res.BitsPerSecond = j.End.Sum.BitsPerSecond * received
+		res.Bytes = j.End.Sum.Bytes * received
 	}
-	if err != nil {
-		return res, fmt.Errorf("iperf3 client in %s: %w", r.Client, err)
-	}
-	if r.UDP {
+	if udp {
 		res.LostPackets, res.Packets = j.End.Sum.LostPackets, j.End.Sum.Packets
 		for _, s := range j.End.Streams {
 			res.OutOfOrder += s.UDP.OutOfOrder
 		}
-		if j.End.SumReceived.Bytes > 0 {
-			// iperf3 3.12 and later: the server's own count of what it received.
-			res.BitsPerSecond = j.End.SumReceived.BitsPerSecond
-			res.Bytes = j.End.SumReceived.Bytes
-		} else {
-			// Older iperf3 reports only the sent side with the server's loss count.
-			received := float64(j.End.Sum.Packets-j.End.Sum.LostPackets) / float64(max(j.End.Sum.Packets, 1))
-			res.BitsPerSecond = j.End.Sum.BitsPerSecond * received
-			res.Bytes = j.End.Sum.Bytes * received
-		}
 	} else {
-		res.BitsPerSecond = j.End.SumReceived.BitsPerSecond
-		res.Bytes = j.End.SumReceived.Bytes
 		res.Retransmits = j.End.SumSent.Retransmits
-	}
-	if res.Bytes <= 0 {
-		return res, fmt.Errorf("iperf3 from %s to %s moved no data", r.Client, r.Server)
 	}
 	return res, nil
 }

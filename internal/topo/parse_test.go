@@ -242,3 +242,45 @@ func TestSide(t *testing.T) {
 		t.Error("Side names or Other wrong")
 	}
 }
+
+func TestParseIperf3(t *testing.T) {
+	const udpNothing = `{"end":{"streams":[{"udp":{"out_of_order":0}}],
+		"sum":{"bytes":548000000,"bits_per_second":2.19e9,"lost_packets":0,"packets":66880},
+		"sum_sent":{"bytes":548000000,"bits_per_second":2.19e9},
+		"sum_received":{"bytes":0,"bits_per_second":0}}}`
+	const udp = `{"end":{"streams":[{"udp":{"out_of_order":3}}],
+		"sum":{"bytes":1028096000,"bits_per_second":4.1e9,"lost_packets":14220,"packets":125500},
+		"sum_received":{"bytes":15851520,"bits_per_second":6.29e7}}}`
+	const udpOld = `{"end":{"streams":[{"udp":{"out_of_order":0}}],
+		"sum":{"bytes":1000,"bits_per_second":8000,"lost_packets":1,"packets":4}}}`
+	const tcp = `{"end":{"sum_sent":{"retransmits":7},"sum_received":{"bytes":5e9,"bits_per_second":1.2e10}}}`
+	for _, tc := range []struct {
+		name      string
+		json      string
+		udp       bool
+		bps, byts float64
+		lost, rtx int
+		ooo       int
+	}{
+		// Nothing arrived: the sent side, with iperf3's loss count of 0, must not stand in.
+		{"udp nothing received", udpNothing, true, 0, 0, 0, 0, 0},
+		{"udp", udp, true, 6.29e7, 15851520, 14220, 0, 3},
+		{"udp older iperf3", udpOld, true, 6000, 750, 1, 0, 0},
+		{"tcp", tcp, false, 1.2e10, 5e9, 0, 7, 0},
+	} {
+		res, err := parseIperf3([]byte(tc.json), tc.udp)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if res.BitsPerSecond != tc.bps || res.Bytes != tc.byts || res.LostPackets != tc.lost ||
+			res.Retransmits != tc.rtx || res.OutOfOrder != tc.ooo {
+			t.Errorf("%s: %+v", tc.name, res)
+		}
+	}
+	if _, err := parseIperf3([]byte("iperf3: error"), false); err == nil {
+		t.Error("text that is not JSON parsed")
+	}
+	if res, _ := parseIperf3([]byte(`{"error":"unable to connect"}`), false); res.err != "unable to connect" {
+		t.Errorf("iperf3's error: %q", res.err)
+	}
+}
