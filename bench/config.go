@@ -132,6 +132,18 @@ func MicroFlowConfigs(sizes []int) []Config {
 	return vxdpVariants("b", "microflow", "micro-flows of %d frames", sizes)
 }
 
+// NoOffloadConfigs returns vxdp and vxdp-both with "offload: false": TAPs without a
+// virtio_net_hdr, so every inner frame is its own TAP read or write. They measure what
+// the offloads (GRO on ingress, GSO on egress) are worth.
+func NoOffloadConfigs() []Config {
+	return []Config{
+		{Name: "vxdp-nooffload", Description: "vxdp on B with offload: false, kernel vxlan on A",
+			A: OverlayKernel, B: OverlayVXDP, VXDPYAML: "offload: false\n"},
+		{Name: "vxdp-both-nooffload", Description: "vxdp on both hosts with offload: false",
+			A: OverlayVXDP, B: OverlayVXDP, VXDPYAML: "offload: false\n"},
+	}
+}
+
 // vxdpVariants returns "vxdp-<tag><n>" for each value n: vxdp on B with "<field>: n".
 func vxdpVariants(tag, field, what string, values []int) []Config {
 	var cs []Config

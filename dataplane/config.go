@@ -61,6 +61,10 @@ type Config struct {
 	Workers int
 	// MicroFlow is the most consecutive frames of one queue a worker takes at once.
 	MicroFlow int
+	// Offload opens the TAPs with a virtio_net_hdr and TCP/UDP segmentation offloads:
+	// the workers coalesce inner segments into super-frames of up to 64 KB (GRO), and
+	// egress segments the super-frames containers send (GSO). On by default.
+	Offload bool
 	// Admin is the admin server's host:port; "" disables it.
 	Admin string
 	// Networks are the VNIs this node carries.
@@ -100,6 +104,7 @@ type fileConfig struct {
 	FDBAgeing string        `yaml:"fdb_ageing"`
 	Workers   *int          `yaml:"workers"`
 	MicroFlow *int          `yaml:"microflow"`
+	Offload   *bool         `yaml:"offload"`
 	Admin     *string       `yaml:"admin"`
 	Networks  []fileNetwork `yaml:"networks"`
 }
@@ -166,6 +171,10 @@ func (fc *fileConfig) validate() (*Config, error) {
 		Workers:   runtime.NumCPU(),
 		MicroFlow: DefaultMicroFlow,
 		Admin:     DefaultAdmin,
+		Offload:   true,
+	}
+	if fc.Offload != nil {
+		c.Offload = *fc.Offload
 	}
 	if err := checkIfname("underlay", fc.Underlay, true); err != nil {
 		return nil, err

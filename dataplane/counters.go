@@ -36,6 +36,9 @@ const (
 	DropTxFull
 	// DropBadSource: a local port sent a frame whose source MAC is multicast or zero.
 	DropBadSource
+	// DropBadOffload: a local port sent a virtio_net_hdr or a super-frame that cannot be
+	// segmented (unknown flags or GSO type, offsets outside the frame, malformed headers).
+	DropBadOffload
 	numDrops
 )
 
@@ -52,6 +55,7 @@ var dropNames = [numDrops]string{
 	DropNoNeighbour:    "no_neighbour",
 	DropTxFull:         "tx_full",
 	DropBadSource:      "bad_source_mac",
+	DropBadOffload:     "bad_offload",
 }
 
 // String returns the reason's metric label.
@@ -84,6 +88,10 @@ type counters struct {
 	learned            atomic.Uint64 // FDB entries added or moved
 	microflows         atomic.Uint64 // micro-flows processed (worker)
 	reorderWaitNanos   atomic.Uint64 // time done micro-flows waited for their turn (merger)
+	groSuper           atomic.Uint64 // GRO super-frames built (worker)
+	groMerged          atomic.Uint64 // inner frames merged into them (worker)
+	gsoSuper           atomic.Uint64 // super-frames read from ports and cut (port reader)
+	gsoSegments        atomic.Uint64 // the frames cut from them (port reader)
 	parse              [packet.NumDropReasons]atomic.Uint64
 	drops              [numDrops]atomic.Uint64
 	_                  [64]byte // keep neighbouring goroutines' counters off this cache line
@@ -105,6 +113,12 @@ type Counters struct {
 	// ReorderWait is the total time, in nanoseconds, that finished micro-flows waited in
 	// the reorder stage for an earlier one.
 	ReorderWait uint64
+	// GROSuperFrames counts the super-frames the workers built from inner frames
+	// (offloads on), and GROMerged the inner frames they carried.
+	GROSuperFrames, GROMerged uint64
+	// GSOSuperFrames counts the super-frames read from local ports and cut into
+	// MTU-sized frames for the underlay, and GSOSegments those frames.
+	GSOSuperFrames, GSOSegments uint64
 	// Parse counts frames dropped by the outer or inner header checks, by packet.DropReason.
 	Parse [packet.NumDropReasons]uint64
 	// Drops counts frames dropped by the dataplane, by Drop.
@@ -123,6 +137,10 @@ func (c *Counters) add(o *counters) {
 	c.Learned += o.learned.Load()
 	c.MicroFlows += o.microflows.Load()
 	c.ReorderWait += o.reorderWaitNanos.Load()
+	c.GROSuperFrames += o.groSuper.Load()
+	c.GROMerged += o.groMerged.Load()
+	c.GSOSuperFrames += o.gsoSuper.Load()
+	c.GSOSegments += o.gsoSegments.Load()
 	for i := range o.parse {
 		c.Parse[i] += o.parse[i].Load()
 	}

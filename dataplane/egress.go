@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vxdp/vxdp/dataplane/fdb"
+	"github.com/vxdp/vxdp/dataplane/offload"
 	"github.com/vxdp/vxdp/dataplane/packet"
 	"github.com/vxdp/vxdp/dataplane/xsk"
 )
@@ -24,21 +25,50 @@ type egress struct {
 	n    *network
 	sock *xsk.Socket
 	c    *counters
+	mtu  int      // the port's MTU: the largest inner IP packet it may send
 	tx   [][]byte // frames encapsulated in this batch, waiting for one Transmit
 	one  [][]byte // a batch of one, for flooding to several remotes
+	// With offloads: segs[:used] hold the segments cut from super-frames of this batch,
+	// each behind packet.Headroom bytes for the outer headers, until flush sends them.
+	segs  [][]byte
+	sizes []int
+	used  int
+	// plain and plainSize present a frame that needs no cutting as a list of one.
+	plain     [][]byte
+	plainSize []int
 }
 
+// tapVnetBatch is how many frames a port reader takes per wakeup from a TAP with
+// offloads: each may be a 64 KB super-frame, so fewer than batchSize keep the buffers
+// small (8 of them are already up to 512 KB in flight per port).
+const tapVnetBatch = 8
+
 // runPort is the reader of one local port: it reads frames from the TAP in batches,
-// switches each within its VNI, encapsulates what goes to remote VTEPs and transmits the
-// batch on the underlay with one wakeup. It returns when the TAP is closed.
+// switches each within its VNI, encapsulates what goes to remote VTEPs (cutting
+// super-frames into MTU-sized frames first) and transmits the batch on the underlay with
+// one wakeup. It returns when the TAP is closed.
 func (v *VTEP) runPort(t *tap, c *counters) {
-	mtu := t.port.MTU + 14
-	r := newTapReader(t, batchSize, packet.Headroom, mtu+1) // one spare byte detects oversize frames
 	e := &egress{
 		v: v, t: t, n: t.net, c: c,
-		sock: v.socks[t.index%len(v.socks)],
-		tx:   make([][]byte, 0, batchSize),
-		one:  make([][]byte, 1),
+		sock:  v.socks[t.index%len(v.socks)],
+		mtu:   t.port.MTU,
+		one:   make([][]byte, 1),
+		plain: make([][]byte, 1), plainSize: make([]int, 1),
+	}
+	var r *tapReader
+	if t.vnet {
+		// The virtio_net_hdr is read into the end of the headroom, so that the frame
+		// itself starts at packet.Headroom, as without offloads.
+		r = newTapReader(t, tapVnetBatch, packet.Headroom-offload.HdrLen, offload.HdrLen+offload.MaxFrameLen)
+		e.segs = make([][]byte, 2*tapGSOMaxSegs)
+		for i := range e.segs {
+			e.segs[i] = make([]byte, packet.Headroom+14+e.mtu)
+		}
+		e.sizes = make([]int, len(e.segs))
+		e.tx = make([][]byte, 0, tapVnetBatch+len(e.segs))
+	} else {
+		r = newTapReader(t, batchSize, packet.Headroom, 14+e.mtu+1) // one spare byte detects oversize frames
+		e.tx = make([][]byte, 0, batchSize)
 	}
 	for {
 		n, err := r.readBatch()
@@ -51,26 +81,76 @@ func (v *VTEP) runPort(t *tap, c *counters) {
 		}
 		now := v.clock.Now()
 		for i := 0; i < n; i++ {
-			size := r.sizes[i]
-			c.outPackets.Add(1)
-			c.outBytes.Add(uint64(size))
-			switch {
-			case size < 14:
-				c.drops[DropRunt].Add(1)
-				continue
-			case size > mtu:
-				c.drops[DropTooBig].Add(1)
-				continue
+			if t.vnet {
+				e.readVnet(r.bufs[i], r.sizes[i], now)
+			} else {
+				e.readPlain(r.bufs[i], r.sizes[i], now)
 			}
-			e.forward(r.bufs[i], packet.Headroom, size, now)
 		}
 		e.flush()
 	}
 }
 
+// readPlain takes one frame read from a TAP without offloads: size bytes at
+// buf[packet.Headroom:].
+func (e *egress) readPlain(buf []byte, size int, now uint32) {
+	e.c.outPackets.Add(1)
+	e.c.outBytes.Add(uint64(size))
+	switch {
+	case size < 14:
+		e.c.drops[DropRunt].Add(1)
+		return
+	case size > 14+e.mtu:
+		e.c.drops[DropTooBig].Add(1)
+		return
+	}
+	e.forward(buf, packet.Headroom, size, offload.VirtioNetHdr{}, now)
+}
+
+// readVnet takes one read from a TAP with offloads: size bytes at
+// buf[packet.Headroom-offload.HdrLen:], a virtio_net_hdr and a frame or super-frame.
+func (e *egress) readVnet(buf []byte, size int, now uint32) {
+	off := packet.Headroom
+	size -= offload.HdrLen
+	if size < 14 {
+		e.c.outPackets.Add(1)
+		e.c.drops[DropRunt].Add(1)
+		return
+	}
+	hdr, err := offload.Decode(buf[off-offload.HdrLen : off])
+	frames, hl := 1, 0
+	if err == nil {
+		frames, hl, err = offload.Segments(hdr, buf[off:off+size], e.mtu)
+	}
+	if err != nil {
+		e.c.outPackets.Add(1)
+		e.c.outBytes.Add(uint64(size))
+		e.c.drops[offloadDrop(err)].Add(1)
+		return
+	}
+	// Counted as the frames the super-frame stands for, as they will cross the wire.
+	e.c.outPackets.Add(uint64(frames))
+	e.c.outBytes.Add(uint64(size + (frames-1)*hl))
+	if hdr.GSOType == offload.GSONone && size > 14+e.mtu {
+		e.c.drops[DropTooBig].Add(1)
+		return
+	}
+	e.forward(buf, off, size, hdr, now)
+}
+
+// offloadDrop is the drop reason of an error of package offload.
+func offloadDrop(err error) Drop {
+	if err == offload.ErrMTU {
+		return DropTooBig
+	}
+	return DropBadOffload
+}
+
 // forward switches one frame read from the port; buf holds it at buf[off:off+size] with
-// headroom for the outer headers in front.
-func (e *egress) forward(buf []byte, off, size int, now uint32) {
+// headroom for the outer headers in front, and with offloads hdr, its virtio_net_hdr, in
+// the last offload.HdrLen bytes of that headroom. Local ports get the frame as it came,
+// super-frame and header included; remote VTEPs get it in MTU-sized frames.
+func (e *egress) forward(buf []byte, off, size int, hdr offload.VirtioNetHdr, now uint32) {
 	inner := buf[off : off+size]
 	src := inner[6:12]
 	if src[0]&1 != 0 || [6]byte(src) == [6]byte{} {
@@ -82,54 +162,111 @@ func (e *egress) forward(buf []byte, off, size int, now uint32) {
 	case fdb.LearnAdded, fdb.LearnMoved, fdb.LearnEvicted:
 		c.learned.Add(1)
 	}
-	if inner[0]&1 == 0 { // unicast destination
+	pkt := buf[off-e.v.room : off+size] // what a local port gets
+	if inner[0]&1 == 0 {                // unicast destination
 		if to, ok := n.fdb.Lookup(fdb.MACFrom(inner[0:6])); ok {
 			if to.IsLocal() {
 				if p := e.v.ports[to.Index()]; p != e.t {
-					e.v.deliver(p, inner, c)
+					e.toLocal(p, pkt, hdr, size)
 				}
 				return
 			}
-			e.toRemote(buf, off, size, to.Index())
+			e.toRemote(buf, off, size, hdr, to.Index())
 			return
 		}
 	}
-	// Broadcast, multicast or unknown unicast: head-end replication to every remote VTEP of
-	// the VNI, and a copy to every other local port.
+	// Broadcast, multicast or unknown unicast: a copy to every other local port, and
+	// head-end replication to every remote VTEP of the VNI.
 	for _, p := range n.ports {
 		if p != e.t {
-			e.v.deliver(p, inner, c)
+			e.toLocal(p, pkt, hdr, size)
 		}
 	}
 	if len(n.remotes) == 0 {
 		return
 	}
+	bufs, sizes := e.segment(buf, off, size, hdr)
+	if len(bufs) == 0 {
+		return
+	}
 	// Each remote needs its own outer header in the same headroom, so what is queued goes
 	// out first (keeping the port's order) and each copy is posted on its own.
-	e.flush()
-	srcPort := packet.SourcePort(inner)
-	for i := range n.remotes {
-		frame := e.encap(i, buf, off, size, srcPort)
-		if frame == nil {
-			continue
+	e.transmit(e.tx)
+	e.tx = e.tx[:0]
+	srcPort := packet.SourcePort(bufs[0][packet.Headroom : packet.Headroom+sizes[0]])
+	for j, seg := range bufs {
+		for i := range n.remotes {
+			frame := e.encap(i, seg, packet.Headroom, sizes[j], srcPort)
+			if frame == nil {
+				continue
+			}
+			e.one[0] = frame
+			e.transmit(e.one)
 		}
-		e.one[0] = frame
-		e.transmit(e.one)
+	}
+	e.used = 0 // every segment is out
+}
+
+// toLocal writes a frame read from this port to another local port of the VNI.
+func (e *egress) toLocal(p *tap, pkt []byte, hdr offload.VirtioNetHdr, size int) {
+	frames, bytes := uint32(1), uint32(size)
+	if hdr.GSOType != offload.GSONone {
+		n, hl, _ := offload.Segments(hdr, pkt[offload.HdrLen:], e.mtu) // readVnet checked it
+		frames, bytes = uint32(n), uint32(size+(n-1)*hl)
+	}
+	e.v.deliver(p, pkt, frames, bytes, e.c)
+}
+
+// toRemote encapsulates the frame (its segments, for a super-frame) toward the remote VTEP
+// with global index ri and queues it.
+func (e *egress) toRemote(buf []byte, off, size int, hdr offload.VirtioNetHdr, ri int) {
+	i := e.n.remoteSlot(ri)
+	if i < 0 {
+		// The FDB points at a remote this VNI no longer has: flood instead on the next frame.
+		e.c.drops[DropNoNeighbour].Add(1)
+		return
+	}
+	bufs, sizes := e.segment(buf, off, size, hdr)
+	if len(bufs) == 0 {
+		return
+	}
+	srcPort := packet.SourcePort(bufs[0][packet.Headroom : packet.Headroom+sizes[0]])
+	for j, seg := range bufs {
+		if frame := e.encap(i, seg, packet.Headroom, sizes[j], srcPort); frame != nil {
+			e.tx = append(e.tx, frame)
+		}
 	}
 }
 
-// toRemote encapsulates the frame toward the remote VTEP with global index ri and queues it.
-func (e *egress) toRemote(buf []byte, off, size, ri int) {
-	for i, r := range e.n.remotes {
-		if r.index == ri {
-			if frame := e.encap(i, buf, off, size, packet.SourcePort(buf[off:off+size])); frame != nil {
-				e.tx = append(e.tx, frame)
-			}
-			return
+// segment readies a frame for the underlay and returns the frames to encapsulate, each at
+// bufs[j][packet.Headroom:packet.Headroom+sizes[j]], or none if it dropped the frame
+// (counted). A frame without GSO stays where it is (off is packet.Headroom), its
+// checksum completed if the virtio_net_hdr asks for it. A super-frame is cut into the
+// next free segment buffers, after sending what the batch queued if too few are free.
+func (e *egress) segment(buf []byte, off, size int, hdr offload.VirtioNetHdr) (bufs [][]byte, sizes []int) {
+	frame := buf[off : off+size]
+	if hdr.GSOType == offload.GSONone {
+		if err := offload.CompleteChecksum(hdr, frame, e.mtu); err != nil {
+			e.c.drops[offloadDrop(err)].Add(1)
+			return nil, nil
 		}
+		e.plain[0], e.plainSize[0] = buf, size
+		return e.plain, e.plainSize
 	}
-	// The FDB points at a remote this VNI no longer has: flood instead on the next frame.
-	e.c.drops[DropNoNeighbour].Add(1)
+	if len(e.segs)-e.used < tapGSOMaxSegs {
+		e.flush()
+	}
+	k, err := offload.Segment(hdr, frame, e.mtu, e.segs[e.used:], e.sizes[e.used:], packet.Headroom)
+	if err != nil {
+		// Not more than tapGSOMaxSegs unless the kernel ignored the TAP's gso_max_segs.
+		e.c.drops[offloadDrop(err)].Add(1)
+		return nil, nil
+	}
+	bufs, sizes = e.segs[e.used:e.used+k], e.sizes[e.used:e.used+k]
+	e.used += k
+	e.c.gsoSuper.Add(1)
+	e.c.gsoSegments.Add(uint64(k))
+	return bufs, sizes
 }
 
 // encap writes the outer headers toward the VNI's i-th remote in front of the frame and
@@ -151,12 +288,13 @@ func (e *egress) encap(i int, buf []byte, off, size int, srcPort uint16) []byte 
 	return frame
 }
 
-// flush transmits the queued frames with one wakeup.
+// flush transmits the queued frames with one wakeup; the segment buffers are free again.
 func (e *egress) flush() {
 	if len(e.tx) > 0 {
 		e.transmit(e.tx)
 		e.tx = e.tx[:0]
 	}
+	e.used = 0
 }
 
 // transmit posts frames on the underlay. When the TX frames are all in flight (in copy mode
@@ -181,4 +319,15 @@ func (e *egress) transmit(frames [][]byte) {
 			e.c.txBytes.Add(-uint64(len(f)))
 		}
 	}
+}
+
+// remoteSlot returns the position in n.remotes of the remote VTEP with global index ri,
+// or -1.
+func (n *network) remoteSlot(ri int) int {
+	for i, r := range n.remotes {
+		if r.index == ri {
+			return i
+		}
+	}
+	return -1
 }

@@ -4,9 +4,11 @@ package dataplane
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 
 	"github.com/vxdp/vxdp/dataplane/fdb"
+	"github.com/vxdp/vxdp/dataplane/offload"
 	"github.com/vxdp/vxdp/dataplane/packet"
 	"github.com/vxdp/vxdp/dataplane/xsk"
 	"github.com/vxdp/vxdp/reorder"
@@ -28,12 +30,36 @@ type microflow struct {
 	descs []xsk.Desc // frames taken from the RX ring, still held
 	n     int        // descs[:n] are held; the reader hands them back when it reuses the slot
 	out   []delivery // what the merger writes, in order; filled by the worker
+	// bufs hold the GRO super-frames the worker builds from this micro-flow's frames,
+	// until the merger has written them (nil without offloads).
+	bufs [][]byte
 }
 
-// delivery is one inner frame for one local port.
+// delivery is one TAP write for one local port: an inner frame or, with offloads, a
+// virtio_net_hdr and a frame or GRO super-frame behind it.
 type delivery struct {
-	t     *tap
-	frame []byte
+	t   *tap
+	pkt []byte
+	// frames and bytes are the inner frames the write carries as they crossed the
+	// underlay: a super-frame counts each segment it merged, headers included.
+	frames, bytes uint32
+}
+
+// groFlows is how many inner flows a worker coalesces at once within a micro-flow;
+// groBufs how many super-frames one micro-flow may build. Beyond them, frames go to
+// the TAP as they came.
+const (
+	groFlows = 8
+	groBufs  = 4
+)
+
+// worker is the state of one ingress worker, allocated before the pool starts.
+type worker struct {
+	v      *VTEP
+	c      *counters
+	gro    *offload.Coalescer // nil without offloads
+	mf     *microflow         // the micro-flow being processed: where emit appends
+	emitFn offload.EmitFunc   // w.emit, bound once so that passing it allocates nothing
 }
 
 // queue is the ingress state of one AF_XDP socket.
@@ -48,8 +74,9 @@ type queue struct {
 }
 
 // newQueue prepares the reorder line of socket s; depth micro-flows of batch frames each
-// may be in flight.
-func newQueue(index int, s *xsk.Socket, depth, batch int) (*queue, error) {
+// may be in flight, each with groBufs super-frame buffers of groBufLen bytes if
+// groBufLen > 0.
+func newQueue(index int, s *xsk.Socket, depth, batch, groBufLen int) (*queue, error) {
 	q := &queue{index: index, sock: s}
 	line, err := reorder.NewLine(reorder.Config[microflow]{
 		Depth: depth,
@@ -57,6 +84,12 @@ func newQueue(index int, s *xsk.Socket, depth, batch int) (*queue, error) {
 			mf.q = q
 			mf.descs = make([]xsk.Desc, batch)
 			mf.out = make([]delivery, 0, batch)
+			if groBufLen > 0 {
+				mf.bufs = make([][]byte, groBufs)
+				for i := range mf.bufs {
+					mf.bufs[i] = make([]byte, groBufLen)
+				}
+			}
 			q.items = append(q.items, mf)
 		},
 	})
@@ -111,7 +144,7 @@ func (v *VTEP) runMerger(q *queue) {
 		q.c.reorderWaitNanos.Add(uint64(b.Waited()))
 		q.wait.observe(b.Waited())
 		for _, d := range b.Item.out {
-			v.deliver(d.t, d.frame, &q.c)
+			v.deliver(d.t, d.pkt, d.frames, d.bytes, &q.c)
 		}
 		b.Recycle()
 	}
@@ -128,20 +161,64 @@ func (q *queue) drain() {
 	}
 }
 
+// newWorkers prepares the ingress workers' state once the ports are open: with offloads,
+// a coalescer each, which merges UDP datagrams too if every port's kernel takes USO.
+func (v *VTEP) newWorkers() error {
+	uso := true
+	for _, t := range v.ports {
+		uso = uso && t.uso
+	}
+	v.workers = make([]worker, v.cfg.Workers)
+	for i := range v.workers {
+		w := &v.workers[i]
+		w.v, w.c = v, &v.workerCnt[i]
+		w.emitFn = w.emit
+		if !v.cfg.Offload {
+			continue
+		}
+		var err error
+		if w.gro, err = offload.NewCoalescer(offload.CoalescerConfig{MaxFlows: groFlows, UDP: uso}, nil); err != nil {
+			return fmt.Errorf("worker %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// groBufLen is the size of a micro-flow's super-frame buffers: a virtio_net_hdr and
+// the micro-flow's frames merged into one, up to the 64 KB a super-frame may carry.
+func groBufLen(cfg *Config) int {
+	mtu := 0
+	for _, n := range cfg.Networks {
+		for _, p := range n.Ports {
+			mtu = max(mtu, p.MTU)
+		}
+	}
+	return offload.HdrLen + min(offload.MaxFrameLen, cfg.MicroFlow*(14+mtu))
+}
+
 // process is the workers' part of a micro-flow: everything per frame but the TAP write.
 func (v *VTEP) process(worker int, mf *microflow) {
-	c := &v.workerCnt[worker]
-	c.microflows.Add(1)
+	w := &v.workers[worker]
+	w.c.microflows.Add(1)
+	w.mf = mf
+	if w.gro != nil {
+		w.gro.Reset(mf.bufs)
+	}
 	now := v.clock.Now()
 	var outer packet.Outer
 	for i := range mf.descs[:mf.n] {
-		v.ingress(mf, mf.q.sock.Frame(mf.descs[i]), &outer, now, c)
+		w.ingress(mf.q.sock.Frame(mf.descs[i]), &outer, now)
 	}
+	if w.gro != nil {
+		w.gro.Flush(w.emitFn)
+	}
+	w.mf = nil
 }
 
 // ingress decapsulates one VXLAN frame and decides where its inner frame goes: the local
 // port that owns the destination MAC, or every local port of the VNI.
-func (v *VTEP) ingress(mf *microflow, frame []byte, outer *packet.Outer, now uint32, c *counters) {
+func (w *worker) ingress(frame []byte, outer *packet.Outer, now uint32) {
+	v, c := w.v, w.c
 	c.rxPackets.Add(1)
 	c.rxBytes.Add(uint64(len(frame)))
 	inner, reason := packet.ParseOuter(frame, v.cfg.Port, outer)
@@ -178,7 +255,7 @@ func (v *VTEP) ingress(mf *microflow, frame []byte, outer *packet.Outer, now uin
 				c.drops[DropHairpin].Add(1)
 				return
 			}
-			mf.out = append(mf.out, delivery{v.ports[t.Index()], inner})
+			w.toPort(v.ports[t.Index()], frame[outer.InnerOffset-v.room:outer.InnerOffset+len(inner)])
 			return
 		}
 	}
@@ -186,20 +263,59 @@ func (v *VTEP) ingress(mf *microflow, frame []byte, outer *packet.Outer, now uin
 		c.drops[DropNoPort].Add(1)
 		return
 	}
-	for _, t := range n.ports {
-		mf.out = append(mf.out, delivery{t, inner})
+	w.flood(n.ports, frame[outer.InnerOffset-v.room:outer.InnerOffset+len(inner)])
+}
+
+// toPort queues an inner frame for local port t; pkt is the frame behind v.room bytes of
+// room for a virtio_net_hdr. With offloads it goes through the coalescer, tagged with
+// the port, so that only frames for the same port are merged.
+func (w *worker) toPort(t *tap, pkt []byte) {
+	if w.gro != nil {
+		w.gro.AddWithRoom(pkt, uint32(t.index), w.emitFn)
+		return
+	}
+	w.mf.out = append(w.mf.out, delivery{t: t, pkt: pkt, frames: 1, bytes: uint32(len(pkt) - w.v.room)})
+}
+
+// flood queues an inner frame for every port of ports; pkt as for toPort.
+func (w *worker) flood(ports []*tap, pkt []byte) {
+	size := len(pkt) - w.v.room
+	if w.gro != nil {
+		// What the coalescer holds came first: a frame of a flow whose destination was
+		// just forgotten must not overtake that flow's earlier frames.
+		w.gro.Flush(w.emitFn)
+		clear(pkt[:offload.HdrLen]) // a plain virtio_net_hdr
+	}
+	for _, t := range ports {
+		w.mf.out = append(w.mf.out, delivery{t: t, pkt: pkt, frames: 1, bytes: uint32(size)})
 	}
 }
 
-// deliver writes an inner frame to a local port.
-func (v *VTEP) deliver(t *tap, frame []byte, c *counters) {
-	if err := t.write(frame); err != nil {
-		c.drops[DropTAPWrite].Add(1)
+// emit takes what the coalescer lets out: a frame or a super-frame behind its
+// virtio_net_hdr, for the port tagged.
+func (w *worker) emit(tag uint32, vnetHdr, frame []byte) {
+	d := delivery{t: w.v.ports[tag], pkt: vnetHdr[:offload.HdrLen+len(frame)], frames: 1, bytes: uint32(len(frame))}
+	if h, err := offload.Decode(vnetHdr); err == nil && h.GSOType != offload.GSONone {
+		// The coalescer wrote HdrLen and GSOSize; every segment but the last is full.
+		hl, seg := int(h.HdrLen), int(h.GSOSize)
+		n := (len(frame) - hl + seg - 1) / seg
+		d.frames, d.bytes = uint32(n), uint32(len(frame)+(n-1)*hl)
+		w.c.groSuper.Add(1)
+		w.c.groMerged.Add(uint64(n))
+	}
+	w.mf.out = append(w.mf.out, d)
+}
+
+// deliver writes a delivery's packet to a local port; frames and bytes are what it
+// carries, for the counters.
+func (v *VTEP) deliver(t *tap, pkt []byte, frames, bytes uint32, c *counters) {
+	if err := t.write(pkt); err != nil {
+		c.drops[DropTAPWrite].Add(uint64(frames))
 		v.tapWriteFailed(t, err)
 		return
 	}
-	c.inPackets.Add(1)
-	c.inBytes.Add(uint64(len(frame)))
+	c.inPackets.Add(uint64(frames))
+	c.inBytes.Add(uint64(bytes))
 }
 
 // remote returns the remote VTEP of this VNI with address a, or nil. A VNI has a handful of

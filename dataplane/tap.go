@@ -23,26 +23,57 @@ type tap struct {
 	raw   syscall.RawConn
 	mac   [6]byte
 	net   *network // the VNI the port belongs to
+	// vnet: every frame read or written has a virtio_net_hdr in front (IFF_VNET_HDR), and
+	// the kernel hands over and takes TSO super-frames (TUNSETOFFLOAD). uso: UDP too.
+	vnet, uso bool
 	// closed is set before the descriptor closes, so a reader knows the error is ours.
 	closed atomic.Bool
 	errs   portErrors // TAP read and write errors, for metrics
 }
 
+// tapGSOMaxSegs caps the segments of a super-frame the kernel hands a TAP with offloads
+// (the device's gso_max_segs): egress cuts one super-frame into at most this many frames
+// at once. 64 segments of a 1410-byte MSS fill the 64 KB a super-frame may carry; a
+// smaller MSS gives smaller super-frames rather than more segments.
+const tapGSOMaxSegs = 64
+
+// tapOffloads are the TUNSETOFFLOAD flags of a TAP with offloads: checksum offload and
+// TSO for IPv4 and IPv6; tapUSO adds UDP segmentation where the kernel has it (6.2+).
+const (
+	tapOffloads = unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6
+	tapUSO      = unix.TUN_F_USO4 | unix.TUN_F_USO6
+)
+
 // openTAP creates the TAP device of p, moves it into p.Netns under p.Ifname, sets its MTU
-// and brings it up. On error nothing is left behind.
-func openTAP(p Port, index int) (_ *tap, err error) {
+// and brings it up; with offload, frames cross it behind a virtio_net_hdr and may be
+// super-frames. On error nothing is left behind.
+func openTAP(p Port, index int, offload bool) (_ *tap, err error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open /dev/net/tun: %w", err)
 	}
+	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI)
+	if offload {
+		flags |= unix.IFF_VNET_HDR
+	}
 	ifr, err := unix.NewIfreq(p.TAP)
 	if err == nil {
-		ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI)
+		ifr.SetUint16(flags)
 		err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
 	}
 	if err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("create tap %s: %w", p.TAP, err)
+	}
+	uso := false
+	if offload {
+		uso = unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tapOffloads|tapUSO) == nil
+		if !uso {
+			if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tapOffloads); err != nil {
+				unix.Close(fd)
+				return nil, fmt.Errorf("enable offloads on tap %s: %w", p.TAP, err)
+			}
+		}
 	}
 	// Only now may the descriptor enter Go's poller: before TUNSETIFF the tun driver's poll
 	// reports an error without registering a wait queue, and epoll would never wake.
@@ -58,6 +89,11 @@ func openTAP(p Port, index int) (_ *tap, err error) {
 	}
 	if err := netlink.LinkSetMTU(link, p.MTU); err != nil {
 		return nil, fmt.Errorf("set mtu %d on tap %s: %w", p.MTU, p.TAP, err)
+	}
+	if offload {
+		if err := netlink.LinkSetGSOMaxSegs(link, tapGSOMaxSegs); err != nil {
+			return nil, fmt.Errorf("set gso_max_segs %d on tap %s: %w", tapGSOMaxSegs, p.TAP, err)
+		}
 	}
 	h := &netlink.Handle{}
 	if p.Netns != "" {
@@ -89,7 +125,7 @@ func openTAP(p Port, index int) (_ *tap, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("tap %s: %w", p.TAP, err)
 	}
-	t := &tap{port: p, index: index, file: file, raw: raw}
+	t := &tap{port: p, index: index, file: file, raw: raw, vnet: offload, uso: uso}
 	copy(t.mac[:], link.Attrs().HardwareAddr)
 	return t, nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/vxdp/vxdp/bpf"
 	"github.com/vxdp/vxdp/dataplane/fdb"
+	"github.com/vxdp/vxdp/dataplane/offload"
 	"github.com/vxdp/vxdp/dataplane/packet"
 	"github.com/vxdp/vxdp/dataplane/xsk"
 	"github.com/vxdp/vxdp/reorder"
@@ -64,6 +65,10 @@ type VTEP struct {
 	portCnt   []counters    // one per local port's reader
 	life      lifecycle     // State, and when the fields above may be read by others
 	events    eventLog      // rate limits of per-packet log lines
+	workers   []worker      // the ingress workers' state, indexed as workerCnt
+	// room is the space inner frames need in front of them for a virtio_net_hdr on the
+	// way into a TAP: offload.HdrLen with offloads, else 0.
+	room int
 
 	readers sync.WaitGroup // queue readers
 	mergers sync.WaitGroup // queue mergers
@@ -122,6 +127,9 @@ func New(cfg *Config, log *slog.Logger) (*VTEP, error) {
 		}
 	}
 	v := &VTEP{cfg: cfg, log: log, underlay: link, resolve: make(chan struct{}, 1)}
+	if cfg.Offload {
+		v.room = offload.HdrLen
+	}
 	copy(v.srcMAC[:], link.Attrs().HardwareAddr)
 	return v, nil
 }
@@ -221,7 +229,11 @@ func (v *VTEP) setup() error {
 	inFlight := umemFrames - txFrames - ringSize
 	depth := max(2, inFlight/v.cfg.MicroFlow)
 	for i, s := range v.socks {
-		q, err := newQueue(i, s, depth, v.cfg.MicroFlow)
+		groLen := 0
+		if v.cfg.Offload {
+			groLen = groBufLen(v.cfg)
+		}
+		q, err := newQueue(i, s, depth, v.cfg.MicroFlow, groLen)
 		if err != nil {
 			return fmt.Errorf("reorder line of queue %d: %w", i, err)
 		}
@@ -234,7 +246,7 @@ func (v *VTEP) setup() error {
 	for _, nc := range v.cfg.Networks {
 		n := v.nets[nc.VNI]
 		for _, p := range nc.Ports {
-			t, err := openTAP(p, len(v.ports))
+			t, err := openTAP(p, len(v.ports), v.cfg.Offload)
 			if err != nil {
 				return err
 			}
@@ -247,6 +259,9 @@ func (v *VTEP) setup() error {
 		}
 	}
 	v.portCnt = make([]counters, len(v.ports))
+	if err := v.newWorkers(); err != nil {
+		return fmt.Errorf("ingress workers: %w", err)
+	}
 	v.resolveNeighbours()
 	if err := v.prog.Attach(v.underlay.Attrs().Index); err != nil {
 		return fmt.Errorf("attach xdp to %s: %w", v.cfg.Underlay, err)

@@ -53,6 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	sweep := fs.String("sweep", strings.Join(bench.SweepConfigs, ","), "comma-separated configurations the flow-count and packet-size sweeps run on")
 	workers := fs.String("workers", "", "comma-separated vxdp worker counts: adds configurations vxdp-w<n> (vxdp on B with \"workers: n\")")
 	microflows := fs.String("microflows", "", "comma-separated micro-flow sizes: adds configurations vxdp-b<n> (vxdp on B with \"microflow: n\")")
+	noOffload := fs.Bool("nooffload", false, "adds configurations vxdp-nooffload and vxdp-both-nooffload (\"offload: false\")")
 	render := fs.String("render", "", "re-render summary, CSV and plots from this results.json instead of running")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
@@ -82,6 +83,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	variants := append(bench.WorkerConfigs(ws), bench.MicroFlowConfigs(bs)...)
+	if *noOffload {
+		variants = append(variants, bench.NoOffloadConfigs()...)
+	}
 	all = append(all, variants...)
 	sweepNames := list(*sweep)
 	for _, c := range variants {
