@@ -59,3 +59,24 @@ type Counters struct {
 	// VXLAN only right behind the IPv6 header.
 	DropIPv6Ext uint64
 }
+
+// Drop is one drop counter of Counters, named by its reason.
+type Drop struct {
+	// Reason names why the packets were dropped, in snake_case, fit for a metric label:
+	// unknown_remote, no_socket, fragment, redirect_failed, ipv6_ext.
+	Reason string
+	// Count is the counter's value.
+	Count uint64
+}
+
+// Drops returns every drop counter of c (all but Passed and Redirected) with its reason,
+// in a fixed order.
+func (c *Counters) Drops() []Drop {
+	return []Drop{
+		{"unknown_remote", c.DropUnknownRemote},
+		{"no_socket", c.DropNoSocket},
+		{"fragment", c.DropFragment},
+		{"redirect_failed", c.RedirectFailed},
+		{"ipv6_ext", c.DropIPv6Ext},
+	}
+}

@@ -67,6 +67,13 @@ type Config struct {
 	Offload bool
 	// Admin is the admin server's host:port; "" disables it.
 	Admin string
+	// VXLANReservedIgnored are the reserved VXLAN header bits (layout of
+	// packet.VXLANReservedAll) a received frame may have set; a frame with any other one set
+	// is dropped. 0, the default, drops them all (config field vxlan_reserved_bits).
+	VXLANReservedIgnored uint64
+	// InnerVLAN accepts inner frames with an 802.1Q/802.1ad tag, from remote VTEPs and from
+	// local ports; by default they are dropped (config field inner_vlan).
+	InnerVLAN bool
 	// Networks are the VNIs this node carries.
 	Networks []Network
 }
@@ -107,6 +114,10 @@ type fileConfig struct {
 	Offload   *bool         `yaml:"offload"`
 	Admin     *string       `yaml:"admin"`
 	Networks  []fileNetwork `yaml:"networks"`
+
+	// What the VTEP accepts from the underlay and its ports (checks.go).
+	VXLANReservedBits string `yaml:"vxlan_reserved_bits"`
+	InnerVLAN         string `yaml:"inner_vlan"`
 }
 
 type fileNetwork struct {
@@ -226,6 +237,9 @@ func (fc *fileConfig) validate() (*Config, error) {
 			return nil, fieldError("admin", "%v", err)
 		}
 		c.Admin = *fc.Admin
+	}
+	if err := fc.validateChecks(c); err != nil {
+		return nil, err
 	}
 	if len(fc.Networks) == 0 {
 		return nil, fieldError("networks", "is required: at least one VNI")

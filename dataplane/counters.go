@@ -39,6 +39,12 @@ const (
 	// DropBadOffload: a local port sent a virtio_net_hdr or a super-frame that cannot be
 	// segmented (unknown flags or GSO type, offsets outside the frame, malformed headers).
 	DropBadOffload
+	// DropVXLANFromPort: a local port sent UDP to the VXLAN port: no tunnel inside the tunnel.
+	DropVXLANFromPort
+	// DropVLANFromPort: a local port sent an 802.1Q/802.1ad frame and inner_vlan is drop.
+	DropVLANFromPort
+	// DropInnerTooBig: a remote sent an inner frame larger than its VNI's ports' MTU + 14.
+	DropInnerTooBig
 	numDrops
 )
 
@@ -56,6 +62,9 @@ var dropNames = [numDrops]string{
 	DropTxFull:         "tx_full",
 	DropBadSource:      "bad_source_mac",
 	DropBadOffload:     "bad_offload",
+	DropVXLANFromPort:  "vxlan_from_port",
+	DropVLANFromPort:   "vlan_from_port",
+	DropInnerTooBig:    "inner_too_big",
 }
 
 // String returns the reason's metric label.

@@ -157,6 +157,10 @@ func (e *egress) forward(buf []byte, off, size int, hdr offload.VirtioNetHdr, no
 		e.c.drops[DropBadSource].Add(1)
 		return
 	}
+	if d, drop := e.v.cfg.fromPortDrop(inner); drop {
+		e.c.drops[d].Add(1)
+		return
+	}
 	n, c := e.n, e.c
 	switch n.fdb.Learn(fdb.MACFrom(src), fdb.LocalPort(e.t.index), now) {
 	case fdb.LearnAdded, fdb.LearnMoved, fdb.LearnEvicted:

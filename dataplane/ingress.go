@@ -221,7 +221,7 @@ func (w *worker) ingress(frame []byte, outer *packet.Outer, now uint32) {
 	v, c := w.v, w.c
 	c.rxPackets.Add(1)
 	c.rxBytes.Add(uint64(len(frame)))
-	inner, reason := packet.ParseOuter(frame, v.cfg.Port, outer)
+	inner, reason := v.cfg.parseOuter(frame, outer)
 	if reason != packet.DropNone {
 		c.parse[reason].Add(1)
 		return
@@ -236,9 +236,13 @@ func (w *worker) ingress(frame []byte, outer *packet.Outer, now uint32) {
 		c.drops[DropRemoteNotInVNI].Add(1)
 		return
 	}
-	if reason := packet.CheckInner(inner); reason != packet.DropNone {
+	if reason := v.cfg.checkInner(inner); reason != packet.DropNone {
 		c.parse[reason].Add(1)
 		c.drops[DropInner].Add(1)
+		return
+	}
+	if n.innerTooBig(inner, v.cfg.InnerVLAN) {
+		c.drops[DropInnerTooBig].Add(1)
 		return
 	}
 	switch n.fdb.Learn(fdb.MACFrom(inner[6:12]), fdb.RemoteVTEP(from.index), now) {

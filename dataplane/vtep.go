@@ -69,6 +69,8 @@ type VTEP struct {
 	// room is the space inner frames need in front of them for a virtio_net_hdr on the
 	// way into a TAP: offload.HdrLen with offloads, else 0.
 	room int
+	// xdpFinal holds the XDP counters as Run began to stop, for the exit log.
+	xdpFinal finalXDP
 
 	readers sync.WaitGroup // queue readers
 	mergers sync.WaitGroup // queue mergers
@@ -168,6 +170,7 @@ func (v *VTEP) Run(ctx context.Context) (err error) {
 		go func() { defer v.writers.Done(); v.runPort(t, &v.portCnt[t.index]) }()
 	}
 	<-ctx.Done()
+	v.keepXDPCounters()
 	st := v.SocketStats()
 	v.log.Info("vxdp stopping", "rx_ring_full", st.RxRingFull, "fill_ring_empty", st.FillRingEmpty,
 		"rx_dropped", st.RxDropped, "tx_no_room", st.TxNoRoom)

@@ -118,7 +118,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	log.Info("counters", "rx_packets", c.RxPackets, "tx_packets", c.TxPackets,
 		"delivered", c.Delivered, "from_ports", c.FromPorts, "learned", c.Learned,
 		"gro_super_frames", c.GROSuperFrames, "gro_merged", c.GROMerged,
-		"gso_super_frames", c.GSOSuperFrames, "gso_segments", c.GSOSegments)
+		"gso_super_frames", c.GSOSuperFrames, "gso_segments", c.GSOSegments, dropCounters(vtep))
 	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("vxdp failed", "err", err)
 		return exitFailure
