@@ -67,6 +67,10 @@ type Config struct {
 	Offload bool
 	// Admin is the admin server's host:port; "" disables it.
 	Admin string
+	// KeepPorts leaves the TAP devices in place when vxdp exits (config field
+	// ports_on_exit: keep, the default), so containers keep their interfaces and
+	// addresses across a restart; the next vxdp takes them over. False removes them.
+	KeepPorts bool
 	// VXLANReservedIgnored are the reserved VXLAN header bits (layout of
 	// packet.VXLANReservedAll) a received frame may have set; a frame with any other one set
 	// is dropped. 0, the default, drops them all (config field vxlan_reserved_bits).
@@ -114,6 +118,9 @@ type fileConfig struct {
 	Offload   *bool         `yaml:"offload"`
 	Admin     *string       `yaml:"admin"`
 	Networks  []fileNetwork `yaml:"networks"`
+
+	// PortsOnExit is keep or remove.
+	PortsOnExit string `yaml:"ports_on_exit"`
 
 	// What the VTEP accepts from the underlay and its ports (checks.go).
 	VXLANReservedBits string `yaml:"vxlan_reserved_bits"`
@@ -231,6 +238,13 @@ func (fc *fileConfig) validate() (*Config, error) {
 			return nil, fieldError("microflow", "%d is out of range (1-%d)", *fc.MicroFlow, MaxMicroFlow)
 		}
 		c.MicroFlow = *fc.MicroFlow
+	}
+	switch fc.PortsOnExit {
+	case "", "keep":
+		c.KeepPorts = true
+	case "remove":
+	default:
+		return nil, fieldError("ports_on_exit", "%q is neither keep nor remove", fc.PortsOnExit)
 	}
 	if fc.Admin != nil {
 		if err := CheckAdmin(*fc.Admin); err != nil {

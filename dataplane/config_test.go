@@ -69,6 +69,18 @@ networks:
 	if p := c.Networks[0].Ports[0]; p.MTU != DefaultMTU || p.name() != "t0" {
 		t.Errorf("port defaults: got %+v", p)
 	}
+	if !c.KeepPorts || !c.Offload {
+		t.Errorf("ports_on_exit and offload defaults: keep %v, offload %v; want both", c.KeepPorts, c.Offload)
+	}
+	for _, tc := range []struct {
+		yaml string
+		keep bool
+	}{{"ports_on_exit: keep\n", true}, {"ports_on_exit: remove\n", false}} {
+		c, err := ParseConfig(strings.NewReader(minimalConfig + tc.yaml))
+		if err != nil || c.KeepPorts != tc.keep {
+			t.Errorf("%q: keep %v, %v", tc.yaml, c != nil && c.KeepPorts, err)
+		}
+	}
 }
 
 func TestParseConfigErrors(t *testing.T) {
@@ -104,6 +116,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"dup name in netns", minimalConfig + "  - vni: 43\n    ports: [{tap: vxp1, netns: /run/netns/cB, ifname: eth0}]\n", "networks[1].ports[0].ifname: \"eth0\" is used twice"},
 		{"empty vni", minimalConfig + "  - vni: 43\n", "networks[1]: VNI 43 has neither remotes nor ports"},
 		{"bad ageing", replace("port: 4789", "port: 4789\nfdb_ageing: 10ms"), "fdb_ageing:"},
+		{"ports on exit", replace("port: 4789", "port: 4789\nports_on_exit: delete"), "ports_on_exit: \"delete\" is neither keep nor remove"},
 		{"admin no port", replace("port: 4789", "port: 4789\nadmin: 127.0.0.1"), "admin: \"127.0.0.1\" is not host:port"},
 		{"admin port zero", replace("port: 4789", "port: 4789\nadmin: 127.0.0.1:0"), "admin: \"127.0.0.1:0\": port \"0\" is not 1-65535"},
 		{"admin no host", replace("port: 4789", "port: 4789\nadmin: \":9477\""), "admin: \":9477\" has no host"},

@@ -3,9 +3,11 @@
 package dataplane
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"syscall"
 
@@ -14,8 +16,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// tap is a local port: a TAP device whose file descriptor vxdp holds. The device is not
-// persistent, so the kernel removes it when the descriptor closes, also when vxdp dies.
+// tap is a local port: a TAP device whose file descriptor vxdp holds. With ports_on_exit:
+// keep (the default) the device is persistent: it stays when the descriptor closes, also
+// when vxdp dies, and the next vxdp takes it over; otherwise the kernel removes it then.
 type tap struct {
 	port  Port
 	index int // position in VTEP.ports, the FDB's local-port index
@@ -26,6 +29,8 @@ type tap struct {
 	// vnet: every frame read or written has a virtio_net_hdr in front (IFF_VNET_HDR), and
 	// the kernel hands over and takes TSO super-frames (TUNSETOFFLOAD). uso: UDP too.
 	vnet, uso bool
+	// adopted: the device was there before this vxdp, left by an earlier one.
+	adopted bool
 	// closed is set before the descriptor closes, so a reader knows the error is ours.
 	closed atomic.Bool
 	errs   portErrors // TAP read and write errors, for metrics
@@ -44,68 +49,98 @@ const (
 	tapUSO      = unix.TUN_F_USO4 | unix.TUN_F_USO6
 )
 
-// openTAP creates the TAP device of p, moves it into p.Netns under p.Ifname, sets its MTU
-// and brings it up; with offload, frames cross it behind a virtio_net_hdr and may be
-// super-frames. On error nothing is left behind.
+// openTAP opens the TAP device of port p and brings it up in p.Netns under p's name there,
+// with p's MTU. A TAP of that name already there (left by a vxdp that stopped or died) is
+// taken over as it is, so the container keeps its interface, addresses and routes; a TAP
+// named p.TAP in vxdp's own namespace (left by a vxdp that died while setting it up) is
+// taken over and moved. Otherwise it creates one. With offload, frames cross it behind a
+// virtio_net_hdr and may be super-frames.
+//
+// A TAP taken over stays persistent and one created is not, until setPersist: so if
+// setting up the node fails, what was there stays and nothing new is left behind.
 func openTAP(p Port, index int, offload bool) (_ *tap, err error) {
-	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open /dev/net/tun: %w", err)
-	}
-	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI)
-	if offload {
-		flags |= unix.IFF_VNET_HDR
-	}
-	ifr, err := unix.NewIfreq(p.TAP)
-	if err == nil {
-		ifr.SetUint16(flags)
-		err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
-	}
-	if err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("create tap %s: %w", p.TAP, err)
-	}
-	uso := false
-	if offload {
-		uso = unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tapOffloads|tapUSO) == nil
-		if !uso {
-			if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tapOffloads); err != nil {
-				unix.Close(fd)
-				return nil, fmt.Errorf("enable offloads on tap %s: %w", p.TAP, err)
-			}
+	var target netns.NsHandle = -1 // p.Netns, open while openTAP runs
+	if p.Netns != "" {
+		if target, err = netns.GetFromPath(p.Netns); err != nil {
+			return nil, fmt.Errorf("open netns %s: %w", p.Netns, err)
 		}
+		defer target.Close()
+	}
+	// Where does the device stand now? In the target namespace under its final name, in
+	// ours under p.TAP, or nowhere.
+	inTarget, err := existingTAP(target, p.name())
+	if err != nil {
+		return nil, fmt.Errorf("port %s: %w", p.TAP, err)
+	}
+	name, where := p.name(), target
+	adopted := inTarget
+	if !inTarget {
+		name, where = p.TAP, -1
+		if adopted, err = existingTAP(-1, p.TAP); err != nil {
+			return nil, fmt.Errorf("port %s: %w", p.TAP, err)
+		}
+	}
+	fd, err := tunAttach(where, name, offload)
+	if err != nil {
+		verb := "create"
+		if adopted {
+			verb = "take over"
+		}
+		if errors.Is(err, unix.EBUSY) {
+			return nil, fmt.Errorf("%s tap %s: another process holds it (is another vxdp running?): %w", verb, name, err)
+		}
+		return nil, fmt.Errorf("%s tap %s: %w", verb, name, err)
 	}
 	// Only now may the descriptor enter Go's poller: before TUNSETIFF the tun driver's poll
 	// reports an error without registering a wait queue, and epoll would never wake.
 	file := os.NewFile(uintptr(fd), "tap:"+p.TAP)
 	defer func() {
 		if err != nil {
+			if !adopted {
+				_ = unix.IoctlSetInt(fd, unix.TUNSETPERSIST, 0) // closing then removes it
+			}
 			file.Close()
 		}
 	}()
-	link, err := netlink.LinkByName(p.TAP)
-	if err != nil {
-		return nil, fmt.Errorf("find tap %s: %w", p.TAP, err)
+	if err := unix.IoctlSetInt(fd, unix.TUNSETPERSIST, boolInt(adopted)); err != nil {
+		return nil, fmt.Errorf("set persistence of tap %s: %w", name, err)
 	}
-	if err := netlink.LinkSetMTU(link, p.MTU); err != nil {
-		return nil, fmt.Errorf("set mtu %d on tap %s: %w", p.MTU, p.TAP, err)
-	}
+	uso := false
 	if offload {
-		if err := netlink.LinkSetGSOMaxSegs(link, tapGSOMaxSegs); err != nil {
-			return nil, fmt.Errorf("set gso_max_segs %d on tap %s: %w", tapGSOMaxSegs, p.TAP, err)
+		uso = unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tapOffloads|tapUSO) == nil
+		if !uso {
+			err = unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tapOffloads)
 		}
+	} else {
+		err = unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, 0) // an adopted TAP may have them
+	}
+	if err != nil {
+		return nil, fmt.Errorf("set offloads of tap %s: %w", name, err)
 	}
 	h := &netlink.Handle{}
-	if p.Netns != "" {
-		ns, err := netns.GetFromPath(p.Netns)
-		if err != nil {
-			return nil, fmt.Errorf("open netns %s: %w", p.Netns, err)
+	if inTarget && p.Netns != "" {
+		if h, err = netlink.NewHandleAt(target); err != nil {
+			return nil, fmt.Errorf("netlink in %s: %w", p.Netns, err)
 		}
-		defer ns.Close()
-		if err := netlink.LinkSetNsFd(link, int(ns)); err != nil {
+		defer h.Close()
+	}
+	link, err := h.LinkByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("find tap %s: %w", name, err)
+	}
+	if err := h.LinkSetMTU(link, p.MTU); err != nil {
+		return nil, fmt.Errorf("set mtu %d on tap %s: %w", p.MTU, name, err)
+	}
+	if offload {
+		if err := h.LinkSetGSOMaxSegs(link, tapGSOMaxSegs); err != nil {
+			return nil, fmt.Errorf("set gso_max_segs %d on tap %s: %w", tapGSOMaxSegs, name, err)
+		}
+	}
+	if !inTarget && p.Netns != "" {
+		if err := netlink.LinkSetNsFd(link, int(target)); err != nil {
 			return nil, fmt.Errorf("move tap %s into %s: %w", p.TAP, p.Netns, err)
 		}
-		if h, err = netlink.NewHandleAt(ns); err != nil {
+		if h, err = netlink.NewHandleAt(target); err != nil {
 			return nil, fmt.Errorf("netlink in %s: %w", p.Netns, err)
 		}
 		defer h.Close()
@@ -113,9 +148,9 @@ func openTAP(p Port, index int, offload bool) (_ *tap, err error) {
 			return nil, fmt.Errorf("find tap %s in %s: %w", p.TAP, p.Netns, err)
 		}
 	}
-	if p.Ifname != "" && p.Ifname != p.TAP {
-		if err := h.LinkSetName(link, p.Ifname); err != nil {
-			return nil, fmt.Errorf("rename tap %s to %s: %w", p.TAP, p.Ifname, err)
+	if link.Attrs().Name != p.name() {
+		if err := h.LinkSetName(link, p.name()); err != nil {
+			return nil, fmt.Errorf("rename tap %s to %s: %w", p.TAP, p.name(), err)
 		}
 	}
 	if err := h.LinkSetUp(link); err != nil {
@@ -125,9 +160,88 @@ func openTAP(p Port, index int, offload bool) (_ *tap, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("tap %s: %w", p.TAP, err)
 	}
-	t := &tap{port: p, index: index, file: file, raw: raw, vnet: offload, uso: uso}
+	t := &tap{port: p, index: index, file: file, raw: raw, vnet: offload, uso: uso, adopted: adopted}
 	copy(t.mac[:], link.Attrs().HardwareAddr)
 	return t, nil
+}
+
+// existingTAP reports whether a TAP device named name exists in namespace ns (-1: the
+// calling thread's). A device of that name that is not a TAP is an error: vxdp takes over
+// only its own kind of device.
+func existingTAP(ns netns.NsHandle, name string) (bool, error) {
+	h := &netlink.Handle{}
+	if ns != -1 {
+		var err error
+		if h, err = netlink.NewHandleAt(ns); err != nil {
+			return false, fmt.Errorf("netlink: %w", err)
+		}
+		defer h.Close()
+	}
+	link, err := h.LinkByName(name)
+	if errors.As(err, &netlink.LinkNotFoundError{}) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look up %s: %w", name, err)
+	}
+	if t, ok := link.(*netlink.Tuntap); !ok || t.Mode != netlink.TUNTAP_MODE_TAP {
+		return false, fmt.Errorf("%s exists and is a %s device, not a TAP", name, link.Type())
+	}
+	return true, nil
+}
+
+// tunAttach opens /dev/net/tun in namespace ns (-1: the calling thread's) and attaches it
+// to the TAP named name there, creating the device if there is none. A tun descriptor
+// looks devices up in the namespace it was opened in, which is why a TAP inside a
+// container is opened from there. It fails with EBUSY if another process holds the device.
+func tunAttach(ns netns.NsHandle, name string, vnetHdr bool) (fd int, err error) {
+	if ns != -1 {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			return -1, fmt.Errorf("current netns: %w", err)
+		}
+		defer orig.Close()
+		if err := netns.Set(ns); err != nil {
+			runtime.UnlockOSThread()
+			return -1, fmt.Errorf("enter netns: %w", err)
+		}
+		defer func() {
+			if serr := netns.Set(orig); serr != nil {
+				// This thread is in the wrong namespace: keep it locked, so Go ends it
+				// with the goroutine instead of running other code on it.
+				err = errors.Join(err, fmt.Errorf("return to own netns: %w", serr))
+				return
+			}
+			runtime.UnlockOSThread()
+		}()
+	}
+	fd, err = unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open /dev/net/tun: %w", err)
+	}
+	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI)
+	if vnetHdr {
+		flags |= unix.IFF_VNET_HDR
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err == nil {
+		ifr.SetUint16(flags)
+		err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // MAC returns the TAP device's own hardware address.
@@ -142,7 +256,21 @@ func (t *tap) write(frame []byte) error {
 	return err
 }
 
-// close removes the TAP device.
+// setPersist makes the device outlive its descriptor (TUNSETPERSIST), so that it stays,
+// with the container's addresses and routes on it, when vxdp exits or dies; or not, so
+// that the kernel removes it then.
+func (t *tap) setPersist(on bool) error {
+	var err error
+	cerr := t.raw.Control(func(fd uintptr) {
+		err = unix.IoctlSetInt(int(fd), unix.TUNSETPERSIST, boolInt(on))
+	})
+	if err = errors.Join(cerr, err); err != nil {
+		return fmt.Errorf("set persistence of tap %s: %w", t.port.name(), err)
+	}
+	return nil
+}
+
+// close lets the TAP device go: the kernel removes it unless it is persistent.
 func (t *tap) close() error {
 	t.closed.Store(true)
 	return t.file.Close()

@@ -253,6 +253,9 @@ func (v *VTEP) setup() error {
 			if err != nil {
 				return err
 			}
+			if t.adopted {
+				v.log.Info("took over tap", "port", p.TAP, "netns", p.Netns, "ifname", p.name())
+			}
 			t.net = n
 			v.ports = append(v.ports, t)
 			n.ports = append(n.ports, t)
@@ -269,14 +272,21 @@ func (v *VTEP) setup() error {
 	if err := v.prog.Attach(v.underlay.Attrs().Index); err != nil {
 		return fmt.Errorf("attach xdp to %s: %w", v.cfg.Underlay, err)
 	}
+	// Set up: from now on the TAPs follow ports_on_exit, also if vxdp dies.
+	for _, t := range v.ports {
+		if err := t.setPersist(v.cfg.KeepPorts); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
 // teardown undoes setup in the order that keeps every stage safe and delivers what is in
 // flight: detach XDP so nothing new arrives; close the sockets, which stops the readers;
 // let the workers and mergers finish the micro-flows already taken; hand their frames
-// back; then close the TAPs (which removes them and stops the port readers); then the
-// background goroutines. Run has cancelled the context by then.
+// back; then close the TAPs (which stops the port readers, and removes the TAPs unless
+// ports_on_exit is keep); then the background goroutines. Run has cancelled the context
+// by then.
 func (v *VTEP) teardown() error {
 	var errs []error
 	if v.prog != nil {
@@ -302,7 +312,7 @@ func (v *VTEP) teardown() error {
 	}
 	for _, t := range v.ports {
 		if err := t.close(); err != nil {
-			errs = append(errs, fmt.Errorf("remove tap %s: %w", t.port.TAP, err))
+			errs = append(errs, fmt.Errorf("close tap %s: %w", t.port.TAP, err))
 		}
 	}
 	v.writers.Wait()

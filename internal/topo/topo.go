@@ -190,6 +190,10 @@ type Topology struct {
 	WireQueues int
 	// WireOffloads reports whether the wire's offloads were left on.
 	WireOffloads bool
+	// KeepPorts makes VXDPConfig ask vxdp to leave its TAPs when it exits (ports_on_exit:
+	// keep, vxdp's own default); false, the topology's default, has them removed, so that
+	// a test or benchmark leaves nothing but what deleting its namespaces removes.
+	KeepPorts bool
 
 	// mu guards made.
 	mu sync.Mutex

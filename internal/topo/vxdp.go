@@ -33,11 +33,17 @@ type VXDP struct {
 
 // VXDPConfig returns the config file vxdp needs on side s of the topology: the wire as the
 // underlay, the other host as the only remote VTEP, and a TAP that becomes the container's
-// eth0. extra is appended verbatim (top-level fields of later features).
+// eth0, removed when vxdp exits unless t.KeepPorts. extra is appended verbatim (top-level
+// fields of later features).
 func (t *Topology) VXDPConfig(s Side, extra string) string {
+	onExit := "remove"
+	if t.KeepPorts {
+		onExit = "keep"
+	}
 	return fmt.Sprintf(`underlay: %s
 local: %s
 port: %d
+ports_on_exit: %s
 networks:
   - vni: %d
     remotes: [%s]
@@ -46,7 +52,7 @@ networks:
         netns: %s
         ifname: eth0
         mtu: %d
-%s`, t.Wire(s), t.Underlay(s).Addr(), t.Port, t.VNI, t.Underlay(s.Other()).Addr(),
+%s`, t.Wire(s), t.Underlay(s).Addr(), t.Port, onExit, t.VNI, t.Underlay(s.Other()).Addr(),
 		t.Container(s).Path(), t.OverlayMTU, extra)
 }
 
@@ -54,6 +60,20 @@ networks:
 // shows up in the container as eth0, and gives it the container's address. The process
 // is stopped with Stop (or Kill); Close of the topology does not stop it.
 func (t *Topology) StartVXDP(ctx context.Context, s Side, binary, extra string) (*VXDP, error) {
+	return t.startVXDP(ctx, s, binary, extra, true)
+}
+
+// RestartVXDP runs the vxdp binary on side s as StartVXDP does, but leaves the container
+// alone: it waits until vxdp says it is running, having taken over the TAP an earlier vxdp
+// left (ports_on_exit: keep, t.KeepPorts), and changes nothing in the container.
+func (t *Topology) RestartVXDP(ctx context.Context, s Side, binary, extra string) (*VXDP, error) {
+	return t.startVXDP(ctx, s, binary, extra, false)
+}
+
+// vxdpRunning is what vxdp logs once it carries traffic.
+const vxdpRunning = `msg="vxdp running"`
+
+func (t *Topology) startVXDP(ctx context.Context, s Side, binary, extra string, configure bool) (*VXDP, error) {
 	dir, err := os.MkdirTemp("", t.Prefix+"-vxdp")
 	if err != nil {
 		return nil, fmt.Errorf("start vxdp: %w", err)
@@ -79,7 +99,11 @@ func (t *Topology) StartVXDP(ctx context.Context, s Side, binary, extra string) 
 	upCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	ready := make(chan error, 1)
-	go func() { ready <- t.ContainerIf(upCtx, s, "eth0") }()
+	if configure {
+		go func() { ready <- t.ContainerIf(upCtx, s, "eth0") }()
+	} else {
+		go func() { ready <- v.waitLog(upCtx, vxdpRunning) }()
+	}
 	select {
 	case err = <-ready:
 	case <-v.done:
@@ -90,6 +114,20 @@ func (t *Topology) StartVXDP(ctx context.Context, s Side, binary, extra string) 
 		return nil, fmt.Errorf("start vxdp on host %s: %w\n%s", s, err, v.Log())
 	}
 	return v, nil
+}
+
+// waitLog polls the process's output until it holds text, or ctx ends.
+func (v *VXDP) waitLog(ctx context.Context, text string) error {
+	tick := time.NewTicker(ifPollInterval)
+	defer tick.Stop()
+	for !strings.Contains(v.Log(), text) {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %s in the log of vxdp: %w", text, ctx.Err())
+		case <-tick.C:
+		}
+	}
+	return nil
 }
 
 // Stop sends SIGTERM and waits for a clean exit; it kills the process if that takes longer
