@@ -8,9 +8,13 @@
 // without a socket, and fragmented VXLAN are dropped, each under its own
 // counter.
 //
-// The compiled object and its bpf2go bindings (xdp_bpfel.go, xdp_bpfel.o) are
-// committed, so building needs no clang; run `go generate` in this directory
-// after editing xdp.c.
+// A second, smaller program (port.c, PortProgram) runs on the host end of each
+// veth port: it redirects every frame the container sends to the AF_XDP socket
+// of its receive queue, and drops and counts frames on a queue without one.
+//
+// The compiled objects and their bpf2go bindings (xdp_bpfel.go, xdp_bpfel.o,
+// port_bpfel.go, port_bpfel.o) are committed, so building needs no clang; run
+// `go generate` in this directory after editing xdp.c or port.c.
 //
 // The program is attached through a bpf_link that is never pinned: the link
 // lives as long as the file descriptor held by the process, so a crashed vxdp

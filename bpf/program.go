@@ -154,25 +154,11 @@ func (p *Program) Attach(ifindex int) error {
 	if p.link != nil {
 		return fmt.Errorf("attach xdp to ifindex %d: %w", ifindex, ErrAttached)
 	}
-	l, nerr := link.AttachXDP(link.XDPOptions{
-		Program:   p.objs.VxdpRx,
-		Interface: ifindex,
-		Flags:     link.XDPDriverMode,
-	})
-	if nerr == nil {
-		p.link, p.mode = l, ModeNative
-		return nil
+	l, mode, err := attachXDP(p.objs.VxdpRx, ifindex)
+	if err != nil {
+		return fmt.Errorf("attach xdp to ifindex %d: %w", ifindex, err)
 	}
-	l, gerr := link.AttachXDP(link.XDPOptions{
-		Program:   p.objs.VxdpRx,
-		Interface: ifindex,
-		Flags:     link.XDPGenericMode,
-	})
-	if gerr != nil {
-		return fmt.Errorf("attach xdp to ifindex %d: %w", ifindex,
-			errors.Join(fmt.Errorf("native: %w", nerr), fmt.Errorf("generic: %w", gerr)))
-	}
-	p.link, p.mode = l, ModeGeneric
+	p.link, p.mode = l, mode
 	return nil
 }
 
