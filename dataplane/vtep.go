@@ -269,6 +269,11 @@ func (v *VTEP) setup() error {
 		return fmt.Errorf("ingress workers: %w", err)
 	}
 	v.resolveNeighbours()
+	// A program an earlier vxdp left through netlink would block the attach; one that is
+	// not vxdp's, or that a running process holds, is an error, never replaced.
+	if err := bpf.DetachStale(v.underlay.Attrs().Index); err != nil {
+		return fmt.Errorf("xdp on %s: %w", v.cfg.Underlay, err)
+	}
 	if err := v.prog.Attach(v.underlay.Attrs().Index); err != nil {
 		return fmt.Errorf("attach xdp to %s: %w", v.cfg.Underlay, err)
 	}
