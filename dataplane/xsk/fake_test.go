@@ -411,3 +411,36 @@ func FuzzFillFrame(f *testing.F) {
 		}
 	})
 }
+
+func TestFakeFrameWithRoom(t *testing.T) {
+	s, k := newFakeSocket(t, 16, 2048, 8, 4)
+	pkt := pattern(300, 5)
+	k.deliver([][]byte{pkt})
+	descs := make([]Desc, 1)
+	if s.Receive(descs) != 1 {
+		t.Fatal("nothing received")
+	}
+	d := descs[0]
+	for _, room := range []int{0, 70, rxHeadroom} {
+		f := s.FrameWithRoom(d, room)
+		if len(f) != room+len(pkt) || !bytes.Equal(f[room:], pkt) {
+			t.Fatalf("room %d: %d bytes, packet at [room:] equal: %v", room, len(f), f != nil && bytes.Equal(f[room:], pkt))
+		}
+		if cap(f) != room+cap(s.Frame(d)) {
+			t.Errorf("room %d: capacity %d, want to the end of the frame (%d)", room, cap(f), room+cap(s.Frame(d)))
+		}
+		// The room lies in the packet's own frame, right in front of it.
+		if &f[room] != &s.Frame(d)[0] {
+			t.Errorf("room %d: packet not at [room:] of the same memory", room)
+		}
+	}
+	for _, room := range []int{-1, rxHeadroom + 1, 1 << 40} {
+		if f := s.FrameWithRoom(d, room); f != nil {
+			t.Errorf("room %d reaching outside the frame: got %d bytes", room, len(f))
+		}
+	}
+	if f := s.FrameWithRoom(Desc{Addr: uint64(len(s.umem)) + 256, Len: 1}, 10); f != nil {
+		t.Errorf("FrameWithRoom outside the UMEM: %d bytes", len(f))
+	}
+	s.Fill(descs)
+}

@@ -54,6 +54,23 @@ func (s *Socket) Frame(d Desc) []byte {
 	return s.umem[d.Addr:end:frameEnd]
 }
 
+// FrameWithRoom is Frame with room bytes of the frame in front of the packet: the packet
+// is at [room:]. Those bytes are the headroom the kernel leaves before a received packet
+// (XDP_PACKET_HEADROOM, 256 bytes); while the caller holds the frame they are its to
+// write, to prepend headers in place without copying the packet. It returns nil if room
+// is negative or reaches before the frame's start, or where Frame does.
+func (s *Socket) FrameWithRoom(d Desc, room int) []byte {
+	start := d.Addr - uint64(room)
+	if room < 0 || start > d.Addr || start < d.Addr&^uint64(s.frameSize-1) {
+		return nil
+	}
+	f := s.Frame(d)
+	if f == nil {
+		return nil
+	}
+	return s.umem[start : d.Addr+uint64(d.Len) : uint64(cap(f))+d.Addr]
+}
+
 // Fill hands received frames back: they go to the fill ring for the kernel to receive
 // into, or aside until the fill ring has room. Descriptors of frames the caller does not
 // hold (never received, or already handed back) are refused and counted in
