@@ -2,8 +2,10 @@
 GO        ?= go
 BIN       ?= bin
 BENCH_OUT ?= bench/out
-# FUZZTIME is how long `make test` runs each fuzz target; `make fuzz` runs them longer.
-FUZZTIME  ?= 3s
+# How long each fuzz target runs: FUZZTIME when `make fuzz` is run on its own, TEST_FUZZTIME
+# within `make test`, a smoke run of every target next to the rest of the suite.
+FUZZTIME      ?= 60s
+TEST_FUZZTIME ?= 3s
 
 .PHONY: all build generate test unit fuzz demo bench bench-quick vet clean
 
@@ -24,10 +26,10 @@ vet:
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 # The whole suite: vet, unit and root integration tests (with the race detector), every fuzz
-# target for FUZZTIME, and the benchmark suite's quick plan as a smoke test.
+# target for TEST_FUZZTIME, and the benchmark suite's quick plan as a smoke test.
 test: vet
 	$(GO) test -race -count=1 -timeout 10m ./...
-	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME)
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
 	@$(MAKE) --no-print-directory bench-quick BENCH_OUT=$(BENCH_OUT)/quick
 
 unit:
