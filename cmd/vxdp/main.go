@@ -3,7 +3,8 @@
 // Command vxdp is the node service: a VXLAN tunnel endpoint in userspace that takes the
 // place of the kernel's vxlan, bridge and veth on a container host.
 //
-//	vxdp run -config FILE [-check]
+//	vxdp run -config FILE [-check] [-admin ADDR] [-workers N] [-microflow N] [-log-format text|json]
+//	vxdp status [-admin ADDR]
 //	vxdp version
 package main
 
@@ -19,6 +20,7 @@ import (
 	"syscall"
 
 	"github.com/vxdp/vxdp/dataplane"
+	"github.com/vxdp/vxdp/internal/admin"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -43,6 +45,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		return cmdRun(args[1:], stderr)
+	case "status":
+		return cmdStatus(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "vxdp %s\n", version)
 		return exitOK
@@ -58,8 +62,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
-  vxdp run -config FILE [-check]   run the node service until SIGINT or SIGTERM
-  vxdp version                     print the version
+  vxdp run -config FILE [-check] [flags]   run the node service until SIGINT or SIGTERM
+                                           (vxdp run -h lists the flags)
+  vxdp status [-admin ADDR]                summarise a running vxdp from its admin server
+  vxdp version                             print the version
 `)
 }
 
@@ -69,7 +75,12 @@ func cmdRun(args []string, stderr io.Writer) int {
 	path := fs.String("config", "", "config file (YAML)")
 	check := fs.Bool("check", false, "validate the config and exit")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
+	over := addOverrides(fs)
 	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "vxdp run: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
 	}
 	if *path == "" {
@@ -91,6 +102,10 @@ func cmdRun(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vxdp: %s: %v\n", *path, err)
 		return exitUsage
 	}
+	if err := over.apply(fs, cfg); err != nil {
+		fmt.Fprintf(stderr, "vxdp run: %v\n", err)
+		return exitUsage
+	}
 	if *check {
 		fmt.Fprintf(stderr, "vxdp: %s: config is valid\n", *path)
 		return exitOK
@@ -99,6 +114,16 @@ func cmdRun(args []string, stderr io.Writer) int {
 	if err != nil {
 		log.Error("check node", "err", err)
 		return exitUsage
+	}
+	// The admin server starts before the node is touched, so a taken address fails early,
+	// and it stops last, so /healthz and /metrics follow the teardown to its end.
+	var srv *admin.Server
+	if cfg.Admin != "" {
+		if srv, err = admin.Start(cfg.Admin, vtep, version, log); err != nil {
+			log.Error("start admin server", "err", err)
+			return exitUsage
+		}
+		log.Info("admin server listening", "addr", srv.Addr().String())
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -119,6 +144,15 @@ func cmdRun(args []string, stderr io.Writer) int {
 		"delivered", c.Delivered, "from_ports", c.FromPorts, "learned", c.Learned,
 		"gro_super_frames", c.GROSuperFrames, "gro_merged", c.GROMerged,
 		"gso_super_frames", c.GSOSuperFrames, "gso_segments", c.GSOSegments, dropCounters(vtep))
+	if srv != nil {
+		// Last teardown step: Run has detached XDP, closed the sockets, drained the stages
+		// and removed the TAPs; a scrape in flight gets adminGrace to finish.
+		sctx, cancel := context.WithTimeout(context.Background(), adminGrace)
+		if serr := srv.Shutdown(sctx); serr != nil {
+			log.Warn("stop admin server", "err", serr)
+		}
+		cancel()
+	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("vxdp failed", "err", err)
 		return exitFailure
