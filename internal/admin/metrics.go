@@ -8,7 +8,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/vxdp/vxdp/bpf"
 	"github.com/vxdp/vxdp/dataplane"
 	"github.com/vxdp/vxdp/dataplane/packet"
 	"github.com/vxdp/vxdp/dataplane/xsk"
@@ -83,19 +82,6 @@ var (
 	fdbMax     = desc("fdb", "max_entries", "The most FDB entries a VNI holds (fdb_max).", "vni")
 	fdbEvents  = desc("fdb", "events_total", "FDB changes of a VNI, by event.", "vni", "event")
 )
-
-// xdpReasons maps the XDP program's drop counters to their reason labels. A test checks that
-// every field of bpf.Counters is either here or a packet counter above.
-var xdpReasons = []struct {
-	reason string
-	value  func(*bpf.Counters) uint64
-}{
-	{"unknown_remote", func(c *bpf.Counters) uint64 { return c.DropUnknownRemote }},
-	{"no_socket", func(c *bpf.Counters) uint64 { return c.DropNoSocket }},
-	{"fragment", func(c *bpf.Counters) uint64 { return c.DropFragment }},
-	{"redirect_failed", func(c *bpf.Counters) uint64 { return c.RedirectFailed }},
-	{"ipv6_ext", func(c *bpf.Counters) uint64 { return c.DropIPv6Ext }},
-}
 
 // xskKinds maps the AF_XDP socket's error and loss counters to their kind labels.
 var xskKinds = []struct {
@@ -190,8 +176,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	if s.XDPErr == nil { // once the program is closed its counters are gone
 		counter(xdpRedirected, s.XDP.Redirected)
 		counter(xdpPassed, s.XDP.Passed)
-		for _, r := range xdpReasons {
-			counter(xdpDrops, r.value(&s.XDP), r.reason)
+		for _, d := range s.XDP.Drops() {
+			counter(xdpDrops, d.Count, d.Reason)
 		}
 	}
 	for i := range s.Queues {
