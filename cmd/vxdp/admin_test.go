@@ -151,8 +151,11 @@ func TestAdminServer(t *testing.T) {
 
 // checkCountersMatchIperf3 sends a fixed-rate UDP stream from container A to container B and
 // checks that vxdp's counters moved by what iperf3 says it sent, to within 1%: the frames
-// received from the underlay, delivered to the port, and their bytes. The rate is far below
-// what the path carries, so that nothing is lost and sent equals delivered.
+// the XDP program redirected, received from the underlay, delivered to the port, and their
+// bytes. The rate is far below what the path carries, so normally nothing is lost on the way;
+// frames the AF_XDP rings lost on a loaded machine are counted by vxdp too, and are taken
+// off what it could deliver, so that every datagram is accounted for either way. (What the
+// receiving socket drops after delivery is iperf3's loss, not vxdp's.)
 func checkCountersMatchIperf3(t *testing.T, tp *topo.Topology) {
 	const length = 1000 // UDP payload; the inner frame adds Ethernet, IPv4 and UDP headers
 	before := scrapeAdmin(t, tp.HostB)
@@ -177,12 +180,23 @@ func checkCountersMatchIperf3(t *testing.T, tp *topo.Topology) {
 			t.Errorf("%s moved by %.0f, iperf3 sent %.0f: off by more than 1%%", what, got, want)
 		}
 	}
-	within("vxdp_underlay_received_packets_total", delta("vxdp_underlay_received_packets_total"), sent)
-	within("vxdp_port_delivered_packets_total", delta("vxdp_port_delivered_packets_total"), sent)
-	within("vxdp_port_delivered_bytes_total", delta("vxdp_port_delivered_bytes_total"), sent*(14+20+8+length))
+	var ringLost float64
+	for _, kind := range []string{"rx_ring_full", "rx_dropped"} {
+		for _, q := range after.labelValues("vxdp_xsk_errors_total", "queue") {
+			ringLost += after.get("vxdp_xsk_errors_total", "queue", q, "kind", kind) -
+				before.get("vxdp_xsk_errors_total", "queue", q, "kind", kind)
+		}
+	}
+	if ringLost > 0 {
+		t.Logf("the AF_XDP RX rings lost %.0f frames", ringLost)
+	}
+	taken := sent - ringLost
 	within("vxdp_xdp_redirected_packets_total", delta("vxdp_xdp_redirected_packets_total"), sent)
-	within("vxdp_xsk_received_packets_total (all queues)", delta("vxdp_xsk_received_packets_total"), sent)
-	within("vxdp_queue_delivered_packets_total (all queues)", delta("vxdp_queue_delivered_packets_total"), sent)
+	within("vxdp_xsk_received_packets_total (all queues)", delta("vxdp_xsk_received_packets_total"), taken)
+	within("vxdp_underlay_received_packets_total", delta("vxdp_underlay_received_packets_total"), taken)
+	within("vxdp_port_delivered_packets_total", delta("vxdp_port_delivered_packets_total"), taken)
+	within("vxdp_port_delivered_bytes_total", delta("vxdp_port_delivered_bytes_total"), taken*(14+20+8+length))
+	within("vxdp_queue_delivered_packets_total (all queues)", delta("vxdp_queue_delivered_packets_total"), taken)
 	// iperf3's UDP test has a TCP control connection, so frames also went the other way.
 	if got := delta("vxdp_port_read_packets_total"); got < 1 || got > sent/100 {
 		t.Errorf("vxdp_port_read_packets_total moved by %.0f for a one-way UDP stream with its TCP control connection", got)
