@@ -36,6 +36,10 @@ const (
 	MaxMicroFlow = 512
 	// MaxWorkers bounds the ingress worker pool.
 	MaxWorkers = 256
+	// MaxVethMTU is the largest MTU of a veth port, in bytes: the kernel attaches XDP to a
+	// veth only if a frame fits one 4 KiB page after XDP's 256 bytes of headroom and the
+	// skb's shared info (3520 bytes), less the Ethernet header.
+	MaxVethMTU = 3506
 	// DefaultAdmin is the admin server's address (metrics, pprof, health, FDB): loopback only,
 	// since pprof and the FDB are not for the network. The port is in the 9100-9999 range the
 	// Prometheus project keeps for exporters.
@@ -89,20 +93,25 @@ type Network struct {
 	// Remotes are the remote VTEPs of this VNI: the targets of head-end replication for
 	// broadcast, multicast and unknown unicast, and the only sources accepted for this VNI.
 	Remotes []netip.Addr
-	// Ports are the local ports (TAP devices) attached to this VNI.
+	// Ports are the local ports (TAP devices or veth pairs) attached to this VNI.
 	Ports []Port
 }
 
 // Port is a local port: a TAP device vxdp creates and, optionally, moves into a container's
-// network namespace.
+// network namespace, or a veth pair whose peer goes there. Exactly one of TAP and Veth is set.
 type Port struct {
 	// TAP is the name vxdp creates the TAP device under.
 	TAP string
-	// Netns is the path of the network namespace the TAP is moved into ("" keeps it in vxdp's).
+	// Veth is the name of the host end of the veth pair vxdp creates; the host end stays in
+	// vxdp's network namespace, the peer is the container's interface.
+	Veth string
+	// Netns is the path of the network namespace the TAP, or the veth's peer, is moved into
+	// ("" keeps it in vxdp's).
 	Netns string
-	// Ifname is the TAP's name inside Netns ("" keeps TAP).
+	// Ifname is the TAP's, or the veth peer's, name inside Netns ("" keeps the TAP's name;
+	// required for a veth without Netns).
 	Ifname string
-	// MTU of the TAP device.
+	// MTU of the TAP device, or of both ends of the veth.
 	MTU int
 }
 
@@ -135,6 +144,7 @@ type fileNetwork struct {
 
 type filePort struct {
 	TAP    string `yaml:"tap"`
+	Veth   string `yaml:"veth"`
 	Netns  string `yaml:"netns"`
 	Ifname string `yaml:"ifname"`
 	MTU    *int   `yaml:"mtu"`
@@ -297,14 +307,23 @@ func (fc *fileConfig) validate() (*Config, error) {
 		}
 		for j, fp := range fn.Ports {
 			field := fmt.Sprintf("%s.ports[%d]", at, j)
-			p := Port{TAP: fp.TAP, Netns: fp.Netns, Ifname: fp.Ifname, MTU: DefaultMTU}
-			if err := checkIfname(field+".tap", p.TAP, true); err != nil {
+			p := Port{TAP: fp.TAP, Veth: fp.Veth, Netns: fp.Netns, Ifname: fp.Ifname, MTU: DefaultMTU}
+			kind, maxMTU := ".tap", 9000
+			switch {
+			case p.TAP != "" && p.Veth != "":
+				return nil, fieldError(field, "has both tap and veth: a port is one or the other")
+			case p.TAP == "" && p.Veth == "":
+				return nil, fieldError(field+".tap", "is required, or veth: the name of the device vxdp creates")
+			case p.Veth != "":
+				kind, maxMTU = ".veth", MaxVethMTU
+			}
+			if err := checkIfname(field+kind, p.dev(), true); err != nil {
 				return nil, err
 			}
-			if taps[p.TAP] {
-				return nil, fieldError(field+".tap", "%q appears twice", p.TAP)
+			if taps[p.dev()] {
+				return nil, fieldError(field+kind, "%q appears twice", p.dev())
 			}
-			taps[p.TAP] = true
+			taps[p.dev()] = true
 			if err := checkIfname(field+".ifname", p.Ifname, false); err != nil {
 				return nil, err
 			}
@@ -316,9 +335,20 @@ func (fc *fileConfig) validate() (*Config, error) {
 				return nil, fieldError(field+".ifname", "%q is used twice in the same network namespace", p.name())
 			}
 			inNetns[key] = true
+			if p.Veth != "" {
+				// The host end stays in vxdp's namespace, beside the peer if there is no netns.
+				if p.Netns == "" && p.Ifname == "" {
+					return nil, fieldError(field+".ifname", "is required for a veth without netns: its peer needs a name of its own")
+				}
+				host := "\x00" + p.Veth
+				if inNetns[host] {
+					return nil, fieldError(field+".veth", "%q is used twice in vxdp's network namespace", p.Veth)
+				}
+				inNetns[host] = true
+			}
 			if fp.MTU != nil {
-				if *fp.MTU < 68 || *fp.MTU > 9000 {
-					return nil, fieldError(field+".mtu", "%d is out of range (68-9000)", *fp.MTU)
+				if *fp.MTU < 68 || *fp.MTU > maxMTU {
+					return nil, fieldError(field+".mtu", "%d is out of range (68-%d)", *fp.MTU, maxMTU)
 				}
 				p.MTU = *fp.MTU
 			}
@@ -353,10 +383,18 @@ func (c *Config) remotes() []netip.Addr {
 	return all
 }
 
-// name is the port's interface name in its network namespace.
+// name is the port's interface name in its network namespace: the TAP's or the veth peer's.
 func (p Port) name() string {
 	if p.Ifname != "" {
 		return p.Ifname
+	}
+	return p.dev()
+}
+
+// dev is the name of the device vxdp creates for the port: the TAP, or the veth's host end.
+func (p Port) dev() string {
+	if p.Veth != "" {
+		return p.Veth
 	}
 	return p.TAP
 }

@@ -114,6 +114,13 @@ func TestParseConfigErrors(t *testing.T) {
 		{"dup vni", minimalConfig + "  - vni: 42\n    remotes: [192.168.77.3]\n", "networks[1].vni: 42 appears twice"},
 		{"dup tap", minimalConfig + "  - vni: 43\n    ports: [{tap: vxp0}]\n", "networks[1].ports[0].tap: \"vxp0\" appears twice"},
 		{"dup name in netns", minimalConfig + "  - vni: 43\n    ports: [{tap: vxp1, netns: /run/netns/cB, ifname: eth0}]\n", "networks[1].ports[0].ifname: \"eth0\" is used twice"},
+		{"tap and veth", replace("- tap: vxp0", "- tap: vxp0\n        veth: vxv0"), "networks[0].ports[0]: has both tap and veth"},
+		{"bad veth", replace("- tap: vxp0", "- veth: vxv0/1"), "networks[0].ports[0].veth: \"vxv0/1\" is not a valid interface name"},
+		{"veth mtu", strings.Replace(replace("- tap: vxp0", "- veth: vxv0"), "mtu: 1450", "mtu: 3507", 1), "networks[0].ports[0].mtu: 3507 is out of range (68-3506)"},
+		{"veth without netns or ifname", replace("- tap: vxp0\n        netns: /run/netns/cB\n        ifname: eth0", "- veth: vxv0"), "networks[0].ports[0].ifname: is required for a veth without netns"},
+		{"veth named as its peer", replace("- tap: vxp0\n        netns: /run/netns/cB\n        ifname: eth0", "- veth: vxv0\n        ifname: vxv0"), "networks[0].ports[0].veth: \"vxv0\" is used twice in vxdp's network namespace"},
+		{"veth named as a tap", minimalConfig + "  - vni: 43\n    ports: [{veth: vxp0, netns: /run/netns/cA}]\n", "networks[1].ports[0].veth: \"vxp0\" appears twice"},
+		{"veth named as a peer", minimalConfig + "  - vni: 43\n    ports: [{veth: vxv0, ifname: vxv1}, {veth: vxv1, netns: /run/netns/cA}]\n", "networks[1].ports[1].veth: \"vxv1\" is used twice in vxdp's network namespace"},
 		{"empty vni", minimalConfig + "  - vni: 43\n", "networks[1]: VNI 43 has neither remotes nor ports"},
 		{"bad ageing", replace("port: 4789", "port: 4789\nfdb_ageing: 10ms"), "fdb_ageing:"},
 		{"ports on exit", replace("port: 4789", "port: 4789\nports_on_exit: delete"), "ports_on_exit: \"delete\" is neither keep nor remove"},
@@ -162,7 +169,7 @@ func FuzzParseConfig(f *testing.F) {
 				t.Fatalf("accepted VNI %d", n.VNI)
 			}
 			for _, p := range n.Ports {
-				if p.TAP == "" || p.MTU < 68 {
+				if (p.TAP == "") == (p.Veth == "") || p.MTU < 68 || (p.Veth != "" && p.MTU > MaxVethMTU) {
 					t.Fatalf("accepted port %+v", p)
 				}
 			}
@@ -189,5 +196,35 @@ func TestParseConfigAdmin(t *testing.T) {
 		if c.Admin != tc.want {
 			t.Errorf("%q: admin %q, want %q", tc.line, c.Admin, tc.want)
 		}
+	}
+}
+
+func TestParseConfigVeth(t *testing.T) {
+	c, err := ParseConfig(strings.NewReader(minimalConfig + `  - vni: 43
+    ports:
+      - veth: vxv0
+        netns: /run/netns/cA
+        mtu: 3506
+      - veth: vxv1
+        ifname: vxv1c
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Port{
+		{Veth: "vxv0", Netns: "/run/netns/cA", MTU: MaxVethMTU},
+		{Veth: "vxv1", Ifname: "vxv1c", MTU: DefaultMTU},
+	}
+	got := c.Networks[1].Ports
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("ports %+v, want %+v", got, want)
+	}
+	// The peer is named as the host end unless ifname says otherwise; the device vxdp
+	// creates is the host end.
+	if got[0].name() != "vxv0" || got[0].dev() != "vxv0" || got[1].name() != "vxv1c" || got[1].dev() != "vxv1" {
+		t.Errorf("names: %q/%q, %q/%q", got[0].name(), got[0].dev(), got[1].name(), got[1].dev())
+	}
+	if tp := c.Networks[0].Ports[0]; tp.dev() != "vxp0" || tp.name() != "eth0" {
+		t.Errorf("tap port names: %q/%q", tp.dev(), tp.name())
 	}
 }

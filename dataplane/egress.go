@@ -36,6 +36,8 @@ type egress struct {
 	// plain and plainSize present a frame that needs no cutting as a list of one.
 	plain     [][]byte
 	plainSize []int
+	// veth holds what toVeth cuts from super-frames for veth ports; nil until needed.
+	veth *vethScratch
 }
 
 // tapVnetBatch is how many frames a port reader takes per wakeup from a TAP with
@@ -48,6 +50,10 @@ const tapVnetBatch = 8
 // super-frames into MTU-sized frames first) and transmits the batch on the underlay with
 // one wakeup. It returns when the TAP is closed.
 func (v *VTEP) runPort(t *tap, c *counters) {
+	if t.veth != nil {
+		v.runVeth(t, c)
+		return
+	}
 	e := &egress{
 		v: v, t: t, n: t.net, c: c,
 		sock:  v.socks[t.index%len(v.socks)],
@@ -75,7 +81,7 @@ func (v *VTEP) runPort(t *tap, c *counters) {
 		if err != nil {
 			if !t.closed.Load() {
 				t.errs.read.Add(1)
-				v.log.Error("port reader stopped", "port", t.port.TAP, "err", err)
+				v.log.Error("port reader stopped", "port", t.port.dev(), "err", err)
 			}
 			return
 		}
@@ -213,6 +219,10 @@ func (e *egress) forward(buf []byte, off, size int, hdr offload.VirtioNetHdr, no
 
 // toLocal writes a frame read from this port to another local port of the VNI.
 func (e *egress) toLocal(p *tap, pkt []byte, hdr offload.VirtioNetHdr, size int) {
+	if p.veth != nil {
+		e.toVeth(p, pkt[e.v.room:], hdr)
+		return
+	}
 	frames, bytes := uint32(1), uint32(size)
 	if hdr.GSOType != offload.GSONone {
 		n, hl, _ := offload.Segments(hdr, pkt[offload.HdrLen:], e.mtu) // readVnet checked it

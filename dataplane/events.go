@@ -66,7 +66,7 @@ type portErrors struct {
 func (v *VTEP) tapWriteFailed(t *tap, err error) {
 	t.errs.write.Add(1)
 	if n, ok := v.events.allow(eventTAPWrite); ok {
-		v.log.Warn("tap write failed; frame dropped", "port", t.port.TAP, "err", err, "suppressed", n)
+		v.log.Warn("tap write failed; frame dropped", "port", t.port.dev(), "err", err, "suppressed", n)
 	}
 }
 
@@ -74,6 +74,6 @@ func (v *VTEP) tapWriteFailed(t *tap, err error) {
 // DropTxFull by the caller), at most once per eventInterval.
 func (v *VTEP) txFull(t *tap, dropped int) {
 	if n, ok := v.events.allow(eventTxFull); ok {
-		v.log.Warn("af_xdp tx ring full; frames dropped", "port", t.port.TAP, "dropped", dropped, "suppressed", n)
+		v.log.Warn("af_xdp tx ring full; frames dropped", "port", t.port.dev(), "dropped", dropped, "suppressed", n)
 	}
 }

@@ -71,6 +71,8 @@ type queue struct {
 	c     counters     // the reader's and the merger's
 	// wait is the merger's histogram of how long done micro-flows waited for their turn.
 	wait waitHistogram
+	// veth gathers the merger's deliveries to veth ports, one Transmit per port and micro-flow.
+	veth vethBatch
 }
 
 // newQueue prepares the reorder line of socket s; depth micro-flows of batch frames each
@@ -144,8 +146,13 @@ func (v *VTEP) runMerger(q *queue) {
 		q.c.reorderWaitNanos.Add(uint64(b.Waited()))
 		q.wait.observe(b.Waited())
 		for _, d := range b.Item.out {
+			if d.t.veth != nil {
+				q.veth.pend = append(q.veth.pend, d)
+				continue
+			}
 			v.deliver(d.t, d.pkt, d.frames, d.bytes, &q.c)
 		}
+		q.veth.flush(v, &q.c)
 		b.Recycle()
 	}
 }
@@ -166,7 +173,7 @@ func (q *queue) drain() {
 func (v *VTEP) newWorkers() error {
 	uso := true
 	for _, t := range v.ports {
-		uso = uso && t.uso
+		uso = uso && (t.uso || t.veth != nil) // a veth port takes no super-frames at all
 	}
 	v.workers = make([]worker, v.cfg.Workers)
 	for i := range v.workers {
@@ -274,7 +281,7 @@ func (w *worker) ingress(frame []byte, outer *packet.Outer, now uint32) {
 // room for a virtio_net_hdr. With offloads it goes through the coalescer, tagged with
 // the port, so that only frames for the same port are merged.
 func (w *worker) toPort(t *tap, pkt []byte) {
-	if w.gro != nil {
+	if w.gro != nil && t.veth == nil { // a veth port takes single frames only
 		w.gro.AddWithRoom(pkt, uint32(t.index), w.emitFn)
 		return
 	}

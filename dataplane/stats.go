@@ -102,15 +102,18 @@ type QueueStats struct {
 
 // PortStats are one local port's numbers.
 type PortStats struct {
-	// Name is the TAP device's name as vxdp created it.
+	// Name is the TAP device's name as vxdp created it, or the veth's host end.
 	Name string
 	// VNI is the port's network.
 	VNI uint32
 	// Read and ReadBytes count the frames read from the TAP.
 	Read, ReadBytes uint64
-	// WriteErrors counts failed TAP writes (each dropped a frame); ReadErrors counts failed
-	// reads (the port's reader stops at the first).
+	// WriteErrors counts failed TAP writes (each dropped a frame), or for a veth the frames
+	// that found no room on its AF_XDP TX ring; ReadErrors counts failed reads (the port's
+	// reader stops at the first).
 	WriteErrors, ReadErrors uint64
+	// Veth is set for a veth port: its XDP program's counters and its sockets' statistics.
+	Veth *VethStats
 }
 
 // NetworkStats are one VNI's numbers.
@@ -149,9 +152,10 @@ func (v *VTEP) Stats() Stats {
 	for _, t := range v.ports {
 		c := &v.portCnt[t.index]
 		s.Ports = append(s.Ports, PortStats{
-			Name: t.port.TAP, VNI: t.net.vni,
+			Name: t.port.dev(), VNI: t.net.vni,
 			Read: c.outPackets.Load(), ReadBytes: c.outBytes.Load(),
 			WriteErrors: t.errs.write.Load(), ReadErrors: t.errs.read.Load(),
+			Veth: t.veth.stats(),
 		})
 	}
 	for _, nc := range v.cfg.Networks {
@@ -203,7 +207,7 @@ func (v *VTEP) FDB() []FDBTable {
 			fe := FDBEntry{MAC: e.MAC, Static: e.Static}
 			switch i := e.To.Index(); {
 			case e.To.IsLocal() && i < len(v.ports):
-				fe.Port = v.ports[i].port.TAP
+				fe.Port = v.ports[i].port.dev()
 			case e.To.IsRemote() && i < len(v.remotes):
 				fe.Remote = v.remotes[i].addr
 			}

@@ -34,6 +34,9 @@ type tap struct {
 	// closed is set before the descriptor closes, so a reader knows the error is ours.
 	closed atomic.Bool
 	errs   portErrors // TAP read and write errors, for metrics
+	// veth is set for a veth port (veth.go): then file and raw are nil, and the frames go
+	// through its AF_XDP sockets.
+	veth *veth
 }
 
 // tapGSOMaxSegs caps the segments of a super-frame the kernel hands a TAP with offloads
@@ -260,6 +263,9 @@ func (t *tap) write(frame []byte) error {
 // with the container's addresses and routes on it, when vxdp exits or dies; or not, so
 // that the kernel removes it then.
 func (t *tap) setPersist(on bool) error {
+	if t.veth != nil {
+		return nil // a veth port goes with vxdp, whatever ports_on_exit says
+	}
 	var err error
 	cerr := t.raw.Control(func(fd uintptr) {
 		err = unix.IoctlSetInt(int(fd), unix.TUNSETPERSIST, boolInt(on))
@@ -273,6 +279,9 @@ func (t *tap) setPersist(on bool) error {
 // close lets the TAP device go: the kernel removes it unless it is persistent.
 func (t *tap) close() error {
 	t.closed.Store(true)
+	if t.veth != nil {
+		return t.veth.close()
+	}
 	return t.file.Close()
 }
 

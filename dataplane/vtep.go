@@ -124,7 +124,7 @@ func New(cfg *Config, log *slog.Logger) (*VTEP, error) {
 		for _, p := range n.Ports {
 			if p.MTU+14+overhead > link.Attrs().MTU {
 				return nil, fmt.Errorf("port %s: mtu %d does not fit underlay %s (mtu %d) with %d bytes of VXLAN headers",
-					p.TAP, p.MTU, cfg.Underlay, link.Attrs().MTU, overhead+14)
+					p.dev(), p.MTU, cfg.Underlay, link.Attrs().MTU, overhead+14)
 			}
 		}
 	}
@@ -249,7 +249,7 @@ func (v *VTEP) setup() error {
 	for _, nc := range v.cfg.Networks {
 		n := v.nets[nc.VNI]
 		for _, p := range nc.Ports {
-			t, err := openTAP(p, len(v.ports), v.cfg.Offload)
+			t, err := v.openPort(p, len(v.ports))
 			if err != nil {
 				return err
 			}
@@ -260,7 +260,7 @@ func (v *VTEP) setup() error {
 			v.ports = append(v.ports, t)
 			n.ports = append(n.ports, t)
 			if err := n.fdb.Static(fdb.MACFrom(t.mac[:]), fdb.LocalPort(t.index)); err != nil {
-				return fmt.Errorf("fdb of vni %d: port %s: %w", n.vni, p.TAP, err)
+				return fmt.Errorf("fdb of vni %d: port %s: %w", n.vni, p.dev(), err)
 			}
 		}
 	}
@@ -317,7 +317,7 @@ func (v *VTEP) teardown() error {
 	}
 	for _, t := range v.ports {
 		if err := t.close(); err != nil {
-			errs = append(errs, fmt.Errorf("close tap %s: %w", t.port.TAP, err))
+			errs = append(errs, fmt.Errorf("close port %s: %w", t.port.dev(), err))
 		}
 	}
 	v.writers.Wait()

@@ -312,7 +312,8 @@ func checkHostTraffic(t *testing.T, tp *topo.Topology) {
 	t.Logf("host-to-host TCP, reverse: %.2f Gbit/s", bps/1e9)
 }
 
-// checkStop stops vxdp with SIGTERM and checks that it left no XDP program and no TAP.
+// checkStop stops vxdp with SIGTERM and checks that it left no XDP program and no port (TAP
+// or veth).
 func checkStop(t *testing.T, tp *topo.Topology, v *topo.VXDP) {
 	if err := v.Stop(); err != nil {
 		t.Fatalf("vxdp exit: %v\n%s", err, v.Log())
@@ -330,8 +331,8 @@ func checkStop(t *testing.T, tp *topo.Topology, v *topo.VXDP) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.Contains(out, "vxp0") || strings.Contains(out, "eth0") || strings.Contains(out, " tun ") {
-			t.Errorf("a TAP is left in %s:\n%s", ns, out)
+		if strings.Contains(out, topo.VXDPTapIf) || strings.Contains(out, topo.VXDPVethIf) || strings.Contains(out, "eth0") || strings.Contains(out, " tun ") {
+			t.Errorf("a port is left in %s:\n%s", ns, out)
 		}
 	}
 }

@@ -194,6 +194,9 @@ type Topology struct {
 	// keep, vxdp's own default); false, the topology's default, has them removed, so that
 	// a test or benchmark leaves nothing but what deleting its namespaces removes.
 	KeepPorts bool
+	// VethPorts makes VXDPConfig give vxdp a veth port (veth: VXDPVethIf, its peer the
+	// container's eth0) instead of a TAP. Like KeepPorts, callers may set it between runs.
+	VethPorts bool
 
 	// mu guards made.
 	mu sync.Mutex

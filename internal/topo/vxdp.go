@@ -31,14 +31,25 @@ type VXDP struct {
 	err  error // the process's exit status, once done is closed
 }
 
+// Names of the devices vxdp creates for the container on each host: a TAP, or with
+// VethPorts the host end of a veth pair (both become, or have a peer that becomes, eth0).
+const (
+	VXDPTapIf  = "vxp0"
+	VXDPVethIf = "vxv0"
+)
+
 // VXDPConfig returns the config file vxdp needs on side s of the topology: the wire as the
 // underlay, the other host as the only remote VTEP, and a TAP that becomes the container's
-// eth0, removed when vxdp exits unless t.KeepPorts. extra is appended verbatim (top-level
-// fields of later features).
+// eth0 (with t.VethPorts, a veth pair whose peer does), removed when vxdp exits unless
+// t.KeepPorts. extra is appended verbatim (top-level fields of later features).
 func (t *Topology) VXDPConfig(s Side, extra string) string {
 	onExit := "remove"
 	if t.KeepPorts {
 		onExit = "keep"
+	}
+	port := "tap: " + VXDPTapIf
+	if t.VethPorts {
+		port = "veth: " + VXDPVethIf
 	}
 	return fmt.Sprintf(`underlay: %s
 local: %s
@@ -48,38 +59,45 @@ networks:
   - vni: %d
     remotes: [%s]
     ports:
-      - tap: vxp0
+      - %s
         netns: %s
         ifname: eth0
         mtu: %d
 %s`, t.Wire(s), t.Underlay(s).Addr(), t.Port, onExit, t.VNI, t.Underlay(s.Other()).Addr(),
-		t.Container(s).Path(), t.OverlayMTU, extra)
+		port, t.Container(s).Path(), t.OverlayMTU, extra)
 }
 
 // StartVXDP runs the vxdp binary on side s with VXDPConfig(s, extra), waits until its TAP
 // shows up in the container as eth0, and gives it the container's address. The process
 // is stopped with Stop (or Kill); Close of the topology does not stop it.
 func (t *Topology) StartVXDP(ctx context.Context, s Side, binary, extra string) (*VXDP, error) {
-	return t.startVXDP(ctx, s, binary, extra, true)
+	return t.startVXDP(ctx, s, binary, t.VXDPConfig(s, extra), true)
 }
 
 // RestartVXDP runs the vxdp binary on side s as StartVXDP does, but leaves the container
 // alone: it waits until vxdp says it is running, having taken over the TAP an earlier vxdp
 // left (ports_on_exit: keep, t.KeepPorts), and changes nothing in the container.
 func (t *Topology) RestartVXDP(ctx context.Context, s Side, binary, extra string) (*VXDP, error) {
-	return t.startVXDP(ctx, s, binary, extra, false)
+	return t.startVXDP(ctx, s, binary, t.VXDPConfig(s, extra), false)
+}
+
+// StartVXDPConfig runs the vxdp binary on host s with config as its config file, for
+// layouts VXDPConfig does not make (several ports, say), and waits until vxdp says it is
+// running. It configures nothing in the containers: ContainerIf does that.
+func (t *Topology) StartVXDPConfig(ctx context.Context, s Side, binary, config string) (*VXDP, error) {
+	return t.startVXDP(ctx, s, binary, config, false)
 }
 
 // vxdpRunning is what vxdp logs once it carries traffic.
 const vxdpRunning = `msg="vxdp running"`
 
-func (t *Topology) startVXDP(ctx context.Context, s Side, binary, extra string, configure bool) (*VXDP, error) {
+func (t *Topology) startVXDP(ctx context.Context, s Side, binary, config string, configure bool) (*VXDP, error) {
 	dir, err := os.MkdirTemp("", t.Prefix+"-vxdp")
 	if err != nil {
 		return nil, fmt.Errorf("start vxdp: %w", err)
 	}
 	cfg := filepath.Join(dir, "vxdp-"+s.String()+".yaml")
-	if err := os.WriteFile(cfg, []byte(t.VXDPConfig(s, extra)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("start vxdp: %w", err)
 	}
