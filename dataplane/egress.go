@@ -86,6 +86,7 @@ func (v *VTEP) runPort(t *tap, c *counters) {
 			return
 		}
 		now := v.clock.Now()
+		v.mu.RLock() // once per batch: the ports, networks and remotes hold still
 		for i := 0; i < n; i++ {
 			if t.vnet {
 				e.readVnet(r.bufs[i], r.sizes[i], now)
@@ -94,6 +95,7 @@ func (v *VTEP) runPort(t *tap, c *counters) {
 			}
 		}
 		e.flush()
+		v.mu.RUnlock()
 	}
 }
 

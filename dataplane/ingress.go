@@ -213,12 +213,14 @@ func (v *VTEP) process(worker int, mf *microflow) {
 	}
 	now := v.clock.Now()
 	var outer packet.Outer
+	v.mu.RLock() // once per micro-flow: the ports, networks and remotes hold still
 	for i := range mf.descs[:mf.n] {
 		w.ingress(mf.q.sock.Frame(mf.descs[i]), &outer, now)
 	}
 	if w.gro != nil {
 		w.gro.Flush(w.emitFn)
 	}
+	v.mu.RUnlock()
 	w.mf = nil
 }
 

@@ -64,11 +64,11 @@ func newTestNode(t testing.TB, cfg Config) *testNode {
 		v.ports = append(v.ports, p)
 	}
 	v.workerCnt = make([]counters, 1)
-	v.portCnt = make([]counters, len(v.ports))
+	v.portCnt = []*counters{{}, {}}
 	mf := &microflow{out: make([]delivery, 0, 8)}
 	w := &worker{v: v, c: &v.workerCnt[0], mf: mf}
 	p44 := v.ports[1]
-	e := &egress{v: v, t: p44, n: p44.net, c: &v.portCnt[1], mtu: p44.port.MTU}
+	e := &egress{v: v, t: p44, n: p44.net, c: v.portCnt[1], mtu: p44.port.MTU}
 	return &testNode{v: v, w: w, mf: mf, n42: v.nets[42], port42: v.ports[0], e44: e}
 }
 

@@ -42,26 +42,46 @@ func (v *VTEP) runResolver(ctx context.Context) {
 // kernel has no usable entry for is handed to the kernel to resolve (NTF_USE: the kernel
 // sends the ARP or neighbour solicitation itself); a stale entry is refreshed the same way,
 // since our frames bypass the kernel and would never confirm it.
+//
+// The netlink calls run without v.mu, so a Reload never waits on them; the templates are
+// stored under it.
 func (v *VTEP) resolveNeighbours() {
+	v.mu.RLock()
+	remotes := make([]*remote, 0, len(v.remotes))
 	for _, r := range v.remotes {
+		if !r.gone {
+			remotes = append(remotes, r)
+		}
+	}
+	v.mu.RUnlock()
+	all := v.resolveAll.Swap(false)
+	for _, r := range remotes {
 		mac, ok := v.neighbour(r.addr)
-		if !ok || mac == r.mac {
+		if !ok || (mac == r.mac && !all) {
 			continue // keep the last known MAC while the kernel re-resolves
 		}
 		r.mac = mac
-		for _, n := range v.nets {
-			for i, nr := range n.remotes {
-				if nr != r {
-					continue
-				}
-				tmpl, err := packet.NewEncap(v.srcMAC, mac, v.cfg.Local, r.addr, v.cfg.Port, n.vni, outerTTL)
-				if err != nil {
-					v.log.Error("build outer header", "remote", r.addr, "vni", n.vni, "err", err)
-					continue
-				}
-				n.encaps[i].p.Store(tmpl)
-				v.log.Info("next hop resolved", "remote", r.addr, "vni", n.vni, "mac", net.HardwareAddr(mac[:]).String())
+		v.storeEncaps(r, mac)
+	}
+}
+
+// storeEncaps builds the outer header templates toward r through the next hop mac, in
+// every VNI that has r, and stores those that changed.
+func (v *VTEP) storeEncaps(r *remote, mac [6]byte) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	for _, n := range v.nets {
+		for i, nr := range n.remotes {
+			if nr != r {
+				continue
 			}
+			tmpl, err := packet.NewEncap(v.srcMAC, mac, v.cfg.Local, r.addr, v.cfg.Port, n.vni, outerTTL)
+			if err != nil {
+				v.log.Error("build outer header", "remote", r.addr, "vni", n.vni, "err", err)
+				continue
+			}
+			n.encaps[i].p.Store(tmpl)
+			v.log.Info("next hop resolved", "remote", r.addr, "vni", n.vni, "mac", net.HardwareAddr(mac[:]).String())
 		}
 	}
 }

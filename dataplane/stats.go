@@ -137,6 +137,8 @@ func (v *VTEP) Stats() Stats {
 	}
 	s.Counters = v.Counters()
 	s.XDP, s.XDPErr = v.XDPCounters()
+	v.mu.RLock()
+	defer v.mu.RUnlock()
 	for _, q := range v.queues {
 		qs := QueueStats{
 			Queue:          q.index,
@@ -150,7 +152,10 @@ func (v *VTEP) Stats() Stats {
 		s.Queues = append(s.Queues, qs)
 	}
 	for _, t := range v.ports {
-		c := &v.portCnt[t.index]
+		if t == nil {
+			continue // removed by Reload
+		}
+		c := v.portCnt[t.index]
 		s.Ports = append(s.Ports, PortStats{
 			Name: t.port.dev(), VNI: t.net.vni,
 			Read: c.outPackets.Load(), ReadBytes: c.outBytes.Load(),
@@ -158,7 +163,7 @@ func (v *VTEP) Stats() Stats {
 			Veth: t.veth.stats(),
 		})
 	}
-	for _, nc := range v.cfg.Networks {
+	for _, nc := range v.networks {
 		n := v.nets[nc.VNI]
 		s.Networks = append(s.Networks, NetworkStats{
 			VNI: n.vni, FDBEntries: n.fdb.Len(), FDBCap: n.fdb.Cap(), FDB: n.fdb.Stats(),
@@ -200,13 +205,15 @@ func (v *VTEP) FDB() []FDBTable {
 	}
 	now := v.clock.Now()
 	var tables []FDBTable
-	for _, nc := range v.cfg.Networks {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	for _, nc := range v.networks {
 		n := v.nets[nc.VNI]
 		ft := FDBTable{VNI: n.vni, Ageing: n.fdb.Ageing(), Entries: []FDBEntry{}}
 		n.fdb.Entries(func(e fdb.Entry) bool {
 			fe := FDBEntry{MAC: e.MAC, Static: e.Static}
 			switch i := e.To.Index(); {
-			case e.To.IsLocal() && i < len(v.ports):
+			case e.To.IsLocal() && i < len(v.ports) && v.ports[i] != nil:
 				fe.Port = v.ports[i].port.dev()
 			case e.To.IsRemote() && i < len(v.remotes):
 				fe.Remote = v.remotes[i].addr

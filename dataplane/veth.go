@@ -355,6 +355,7 @@ func (v *VTEP) readVeth(t *tap, s *xsk.Socket, c *counters) {
 			continue
 		}
 		now := v.clock.Now()
+		v.mu.RLock() // once per batch: the ports, networks and remotes hold still (Reload)
 		for i := range descs[:n] {
 			buf := s.FrameWithRoom(descs[i], packet.Headroom)
 			if buf == nil { // not a frame of this socket's UMEM: the kernel never posts one
@@ -368,6 +369,7 @@ func (v *VTEP) readVeth(t *tap, s *xsk.Socket, c *counters) {
 			e.readPlain(buf, int(descs[i].Len), now)
 		}
 		e.flush()
+		v.mu.RUnlock()
 		s.Fill(descs[:n])
 	}
 }

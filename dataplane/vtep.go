@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -55,14 +56,24 @@ type VTEP struct {
 	socks  []*xsk.Socket
 	queues []*queue // one per socket: the ingress pipeline's reader, line and merger
 	pool   *reorder.Pool[microflow]
-	ports  []*tap
-	nets   map[uint32]*network // read-only once running
+	// mu guards what Reload changes: ports, nets, remotes, portCnt, networks, and the
+	// networks' remotes, encaps and ports. Every stage that reads them takes it shared,
+	// once per batch (a micro-flow, a TAP read batch, a resolver pass), never per frame;
+	// Reload takes it alone.
+	mu       sync.RWMutex
+	ports    []*tap              // indexed by the FDB's local-port index; nil: removed by Reload
+	nets     map[uint32]*network // the VNIs, by VNI
+	networks []Network           // the networks as configured now: cfg.Networks, then Reload's
+	// reloadMu makes Reloads take turns; resolveAll asks the resolver to rebuild every
+	// outer header template, remotes having moved between VNIs.
+	reloadMu   sync.Mutex
+	resolveAll atomic.Bool
 
 	remotes   []*remote // every remote VTEP, indexed by its fdb.RemoteVTEP index
 	clock     *fdb.Clock
 	resolve   chan struct{} // wakes the neighbour resolver early
 	workerCnt []counters    // one per ingress worker
-	portCnt   []counters    // one per local port's reader
+	portCnt   []*counters   // one per local port's reader, indexed as ports; never shrinks
 	life      lifecycle     // State, and when the fields above may be read by others
 	events    eventLog      // rate limits of per-packet log lines
 	workers   []worker      // the ingress workers' state, indexed as workerCnt
@@ -94,6 +105,7 @@ type remote struct {
 	index int
 	addr  netip.Addr
 	mac   [6]byte // the next hop's MAC the encaps were built with; the resolver's alone
+	gone  bool    // no VNI has it any more (Reload): neither resolved nor accepted; v.mu
 }
 
 // New checks cfg against the node (the underlay exists and has the local address, the
@@ -167,7 +179,7 @@ func (v *VTEP) Run(ctx context.Context) (err error) {
 	}
 	for _, t := range v.ports {
 		v.writers.Add(1)
-		go func() { defer v.writers.Done(); v.runPort(t, &v.portCnt[t.index]) }()
+		go func() { defer v.writers.Done(); v.runPort(t, v.portCnt[t.index]) }()
 	}
 	<-ctx.Done()
 	v.keepXDPCounters()
@@ -188,6 +200,7 @@ func (v *VTEP) setup() error {
 	seen := map[netip.Addr]*remote{}
 	v.clock = fdb.NewClock()
 	v.nets = map[uint32]*network{}
+	v.networks = v.cfg.Networks
 	for _, nc := range v.cfg.Networks {
 		table, err := fdb.New(fdb.Options{Cap: v.cfg.FDBMax, Ageing: v.cfg.FDBAgeing})
 		if err != nil {
@@ -264,7 +277,10 @@ func (v *VTEP) setup() error {
 			}
 		}
 	}
-	v.portCnt = make([]counters, len(v.ports))
+	v.portCnt = make([]*counters, len(v.ports))
+	for i := range v.portCnt {
+		v.portCnt[i] = &counters{}
+	}
 	if err := v.newWorkers(); err != nil {
 		return fmt.Errorf("ingress workers: %w", err)
 	}
@@ -315,11 +331,16 @@ func (v *VTEP) teardown() error {
 	for _, q := range v.queues {
 		q.drain()
 	}
+	v.mu.Lock() // a Reload in progress ends first; one after this finds vxdp stopping
 	for _, t := range v.ports {
+		if t == nil {
+			continue // removed by Reload
+		}
 		if err := t.close(); err != nil {
 			errs = append(errs, fmt.Errorf("close port %s: %w", t.port.dev(), err))
 		}
 	}
+	v.mu.Unlock()
 	v.writers.Wait()
 	v.others.Wait()
 	return errors.Join(errs...)
@@ -327,6 +348,8 @@ func (v *VTEP) teardown() error {
 
 // Counters sums the counters of every stage.
 func (v *VTEP) Counters() Counters {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
 	var c Counters
 	for _, q := range v.queues {
 		c.add(&q.c)
@@ -335,8 +358,8 @@ func (v *VTEP) Counters() Counters {
 		c.add(&v.workerCnt[i])
 		c.PerWorker = append(c.PerWorker, v.workerCnt[i].microflows.Load())
 	}
-	for i := range v.portCnt {
-		c.add(&v.portCnt[i])
+	for _, pc := range v.portCnt {
+		c.add(pc)
 	}
 	return c
 }
@@ -375,9 +398,11 @@ func (v *VTEP) runExpiry(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+			v.mu.RLock()
 			for _, n := range v.nets {
 				n.fdb.Expire(v.clock.Now())
 			}
+			v.mu.RUnlock()
 		}
 	}
 }

@@ -23,6 +23,38 @@ import (
 	"github.com/vxdp/vxdp/internal/admin"
 )
 
+// reloadOnHangup reloads the config on every SIGHUP until ctx ends: load reads the file
+// again (with the command line's overrides) and vtep.Reload applies what may change while
+// running. A config that does not load or does not apply is logged and the running one
+// stays. The returned channel is closed once no reload is in progress any more.
+func reloadOnHangup(ctx context.Context, vtep *dataplane.VTEP, log *slog.Logger, load func() (*dataplane.Config, error)) <-chan struct{} {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			cfg, err := load()
+			if err != nil {
+				log.Error("reload: config not loaded; the running one stays", "err", err)
+				continue
+			}
+			if err := vtep.Reload(cfg); err != nil {
+				log.Error("reload", "err", err)
+				continue
+			}
+			log.Info("reload: done")
+		}
+	}()
+	return done
+}
+
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
@@ -138,7 +170,15 @@ func cmdRun(args []string, stderr io.Writer) int {
 		log.Error("second signal: exiting without teardown")
 		os.Exit(exitFailure)
 	}()
+	reloads := reloadOnHangup(ctx, vtep, log, func() (*dataplane.Config, error) {
+		cfg, err := dataplane.LoadConfig(*path)
+		if err != nil {
+			return nil, err
+		}
+		return cfg, over.apply(fs, cfg)
+	})
 	err = vtep.Run(ctx)
+	<-reloads
 	c := vtep.Counters()
 	log.Info("counters", "rx_packets", c.RxPackets, "tx_packets", c.TxPackets,
 		"delivered", c.Delivered, "from_ports", c.FromPorts, "learned", c.Learned,

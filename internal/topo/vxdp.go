@@ -168,6 +168,36 @@ func (v *VXDP) Stop() error {
 	}
 }
 
+// Reload asks vxdp to reload its config file (SIGHUP) and waits until it has logged the
+// outcome: nil once it says the reload is done, an error with its log line otherwise.
+func (v *VXDP) Reload(ctx context.Context) error {
+	from := len(v.Log()) // the log only grows: what follows is this reload's
+	if err := v.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		return fmt.Errorf("signal vxdp: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	tick := time.NewTicker(ifPollInterval)
+	defer tick.Stop()
+	for {
+		for _, line := range strings.Split(v.Log()[from:], "\n") {
+			switch {
+			case strings.Contains(line, `msg="reload: done"`):
+				return nil
+			case strings.Contains(line, "level=ERROR") && strings.Contains(line, "reload"):
+				return fmt.Errorf("vxdp refused the reload: %s", line)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for vxdp to reload: %w\n%s", ctx.Err(), v.Log())
+		case <-v.done:
+			return fmt.Errorf("vxdp exited while reloading: %v\n%s", v.err, v.Log())
+		case <-tick.C:
+		}
+	}
+}
+
 // Kill ends the process with SIGKILL, as a crash or the OOM killer would, and waits.
 func (v *VXDP) Kill() {
 	_ = v.cmd.Process.Kill()
