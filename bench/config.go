@@ -66,6 +66,9 @@ type Config struct {
 	// VXDPYAML is appended verbatim to vxdp's config file on every host
 	// that runs vxdp: top-level fields such as "workers: 2".
 	VXDPYAML string `json:"vxdp_yaml,omitempty"`
+	// Veth gives vxdp a veth port (veth: in its config) instead of a TAP, on every host
+	// that runs vxdp: the peer becomes the container's eth0.
+	Veth bool `json:"veth,omitempty"`
 }
 
 // UsesVXDP reports whether the configuration runs vxdp on either host.
@@ -96,6 +99,9 @@ func (c Config) validate() error {
 	}
 	if c.InContainer && c.Steering == SteerNone {
 		return fmt.Errorf("%w: configuration %s: in-container steering without steering", ErrBadPlan, c.Name)
+	}
+	if c.Veth && !c.UsesVXDP() {
+		return fmt.Errorf("%w: configuration %s: veth ports without vxdp", ErrBadPlan, c.Name)
 	}
 	return nil
 }
@@ -141,6 +147,18 @@ func NoOffloadConfigs() []Config {
 			A: OverlayKernel, B: OverlayVXDP, VXDPYAML: "offload: false\n"},
 		{Name: "vxdp-both-nooffload", Description: "vxdp on both hosts with offload: false",
 			A: OverlayVXDP, B: OverlayVXDP, VXDPYAML: "offload: false\n"},
+	}
+}
+
+// VethConfigs returns vxdp and vxdp-both with veth ports instead of TAPs: the container's
+// frames cross an AF_XDP socket on the host end of a veth pair, in batches, where a TAP
+// costs a syscall per frame or super-frame. They measure which port kind carries more.
+func VethConfigs() []Config {
+	return []Config{
+		{Name: "vxdp-veth", Description: "vxdp on B with a veth port (AF_XDP) instead of a TAP, kernel vxlan on A",
+			A: OverlayKernel, B: OverlayVXDP, Veth: true},
+		{Name: "vxdp-both-veth", Description: "vxdp on both hosts, veth ports instead of TAPs",
+			A: OverlayVXDP, B: OverlayVXDP, Veth: true},
 	}
 }
 

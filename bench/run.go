@@ -262,6 +262,7 @@ func (b *bencher) setup(ctx context.Context, c Config) (*overlay, error) {
 				if _, err := os.Stat(b.opts.VXDP); err != nil {
 					return ov, fmt.Errorf("find vxdp binary: %w", err)
 				}
+				b.tp.VethPorts = c.Veth
 				v, err := b.tp.StartVXDP(ctx, s, b.opts.VXDP, c.VXDPYAML)
 				if err != nil {
 					return ov, err

@@ -240,6 +240,7 @@ func TestPlan(t *testing.T) {
 		"plus alone":    {Configs: []Config{{Name: "x", A: OverlayKernel, B: OverlayKernel, InContainer: true}}, Workloads: full.Workloads, Reps: 1, Duration: time.Second},
 		"bad overlay":   {Configs: []Config{{Name: "x", A: "ovs", B: OverlayKernel}}, Workloads: full.Workloads, Reps: 1, Duration: time.Second},
 		"comma name":    {Configs: []Config{{Name: "a,b", Native: true}}, Workloads: full.Workloads, Reps: 1, Duration: time.Second},
+		"veth, no vxdp": {Configs: []Config{{Name: "x", A: OverlayKernel, B: OverlayKernel, Veth: true}}, Workloads: full.Workloads, Reps: 1, Duration: time.Second},
 		"huge datagram": {Configs: Configs(), Workloads: []Workload{{Name: "u", UDP: true, Length: 70000, Parallel: 1}}, Reps: 1, Duration: time.Second},
 		"no flows":      {Configs: Configs(), Workloads: []Workload{{Name: "t", Length: 100}}, Reps: 1, Duration: time.Second},
 	} {
@@ -265,6 +266,11 @@ func TestConfigs(t *testing.T) {
 	w := WorkerConfigs([]int{1, 2})
 	if len(w) != 2 || w[1].Name != "vxdp-w2" || w[1].VXDPYAML != "workers: 2\n" || !w[1].UsesVXDP() || w[1].validate() != nil {
 		t.Errorf("WorkerConfigs = %+v", w)
+	}
+	v := VethConfigs()
+	if len(v) != 2 || v[0].Name != "vxdp-veth" || v[1].Name != "vxdp-both-veth" || !v[0].Veth || !v[1].Veth ||
+		v[0].A != OverlayKernel || v[1].A != OverlayVXDP || v[0].validate() != nil || v[1].validate() != nil {
+		t.Errorf("VethConfigs = %+v", v)
 	}
 	sel, err := SelectConfigs(cs, []string{"vxdp", "native"})
 	if err != nil || len(sel) != 2 || sel[0].Name != "native" || sel[1].Name != "vxdp" {

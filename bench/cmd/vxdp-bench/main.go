@@ -54,6 +54,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	workers := fs.String("workers", "", "comma-separated vxdp worker counts: adds configurations vxdp-w<n> (vxdp on B with \"workers: n\")")
 	microflows := fs.String("microflows", "", "comma-separated micro-flow sizes: adds configurations vxdp-b<n> (vxdp on B with \"microflow: n\")")
 	noOffload := fs.Bool("nooffload", false, "adds configurations vxdp-nooffload and vxdp-both-nooffload (\"offload: false\")")
+	veth := fs.Bool("veth", false, "adds configurations vxdp-veth and vxdp-both-veth (veth ports instead of TAPs); -configs may name them without it")
 	render := fs.String("render", "", "re-render summary, CSV and plots from this results.json instead of running")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
@@ -86,12 +87,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *noOffload {
 		variants = append(variants, bench.NoOffloadConfigs()...)
 	}
+	if *veth {
+		variants = append(variants, bench.VethConfigs()...)
+	}
 	all = append(all, variants...)
 	sweepNames := list(*sweep)
 	for _, c := range variants {
 		sweepNames = append(sweepNames, c.Name)
 	}
 	if *configs != "" {
+		if !*veth { // named in -configs, they run without the flag
+			all = append(all, bench.VethConfigs()...)
+		}
 		if all, err = bench.SelectConfigs(all, list(*configs)); err != nil {
 			fmt.Fprintln(stderr, "vxdp-bench: -configs:", err)
 			return exitUsage
