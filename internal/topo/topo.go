@@ -216,8 +216,8 @@ func Prefix(tag string) string {
 }
 
 // roles are the suffixes of the topology's namespace names, in creation
-// order.
-var roles = [...]string{"hA", "hB", "cA", "cB"}
+// order; the last, cC, only when AddContainer asks for it.
+var roles = [...]string{"hA", "hB", "cA", "cB", "cC"}
 
 // New creates the namespaces, the wire between the hosts and their
 // addresses; overlays are added afterwards with KernelVXLAN or ContainerIf.
