@@ -85,6 +85,10 @@ type Stats struct {
 	Networks []NetworkStats
 	// ReorderWait is the reorder wait-time histogram summed over the queues.
 	ReorderWait WaitHistogram
+	// UnderlayDown is set while the underlay is down (administratively, or without
+	// carrier) or removed; UnderlayDowns counts the times it went down since setup.
+	UnderlayDown  bool
+	UnderlayDowns uint64
 }
 
 // QueueStats are one underlay RX queue's numbers.
@@ -137,6 +141,7 @@ func (v *VTEP) Stats() Stats {
 	}
 	s.Counters = v.Counters()
 	s.XDP, s.XDPErr = v.XDPCounters()
+	s.UnderlayDown, s.UnderlayDowns = v.link.down.Load(), v.link.downs.Load()
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	for _, q := range v.queues {

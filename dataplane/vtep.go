@@ -76,6 +76,7 @@ type VTEP struct {
 	portCnt   []*counters   // one per local port's reader, indexed as ports; never shrinks
 	life      lifecycle     // State, and when the fields above may be read by others
 	events    eventLog      // rate limits of per-packet log lines
+	link      linkState     // the underlay's state, from runLinkWatch (linkwatch.go)
 	workers   []worker      // the ingress workers' state, indexed as workerCnt
 	// room is the space inner frames need in front of them for a virtio_net_hdr on the
 	// way into a TAP: offload.HdrLen with offloads, else 0.
@@ -86,7 +87,7 @@ type VTEP struct {
 	readers sync.WaitGroup // queue readers
 	mergers sync.WaitGroup // queue mergers
 	writers sync.WaitGroup // port readers
-	others  sync.WaitGroup // resolver, FDB expiry, clock
+	others  sync.WaitGroup // resolver, FDB expiry, clock, link watch
 }
 
 // network is one VNI at run time.
@@ -167,8 +168,9 @@ func (v *VTEP) Run(ctx context.Context) (err error) {
 		"workers", v.cfg.Workers, "microflow", v.cfg.MicroFlow)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	v.others.Add(3)
+	v.others.Add(4)
 	go func() { defer v.others.Done(); v.clock.Run(ctx) }()
+	go func() { defer v.others.Done(); v.runLinkWatch(ctx) }()
 	go func() { defer v.others.Done(); v.runResolver(ctx) }()
 	go func() { defer v.others.Done(); v.runExpiry(ctx) }()
 	for _, q := range v.queues {

@@ -43,6 +43,8 @@ var (
 	underlayRxBytes   = desc("underlay", "received_bytes_total", "Bytes of the VXLAN frames taken from the underlay, outer headers included.")
 	underlayTxPackets = desc("underlay", "sent_packets_total", "VXLAN frames posted to the underlay's AF_XDP TX rings.")
 	underlayTxBytes   = desc("underlay", "sent_bytes_total", "Bytes of the VXLAN frames posted to the underlay, outer headers included.")
+	underlayLinkUp    = desc("underlay", "link_up", "1 while the underlay NIC is up (administratively and with carrier), 0 while it is down or removed.")
+	underlayLinkDowns = desc("underlay", "link_downs_total", "Times the underlay NIC went down (or was removed) since vxdp set it up.")
 
 	portDelivered      = desc("port", "delivered_packets_total", "Inner frames written to local ports (TAPs), all ports together.")
 	portDeliveredBytes = desc("port", "delivered_bytes_total", "Bytes of the inner frames written to local ports, Ethernet header included.")
@@ -116,7 +118,7 @@ var fdbEventKinds = []struct {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		buildInfo, up,
-		underlayRxPackets, underlayRxBytes, underlayTxPackets, underlayTxBytes,
+		underlayRxPackets, underlayRxBytes, underlayTxPackets, underlayTxBytes, underlayLinkUp, underlayLinkDowns,
 		portDelivered, portDeliveredBytes, portRead, portReadBytes, portWriteErrors, portReadErrors,
 		parseDrops, dataplaneDrops, xdpRedirected, xdpPassed, xdpDrops,
 		queueDelivered, queueDeliveredBytes,
@@ -153,6 +155,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(underlayRxBytes, k.RxBytes)
 	counter(underlayTxPackets, k.TxPackets)
 	counter(underlayTxBytes, k.TxBytes)
+	linkUp := 1.0
+	if s.UnderlayDown {
+		linkUp = 0
+	}
+	gauge(underlayLinkUp, linkUp)
+	counter(underlayLinkDowns, s.UnderlayDowns)
 	counter(portDelivered, k.Delivered)
 	counter(portDeliveredBytes, k.DeliveredBytes)
 	counter(groSuperFrames, k.GROSuperFrames)
