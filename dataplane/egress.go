@@ -81,7 +81,7 @@ func (v *VTEP) runPort(t *tap, c *counters) {
 		if err != nil {
 			if !t.closed.Load() {
 				t.errs.read.Add(1)
-				v.log.Error("port reader stopped", "port", t.port.dev(), "err", err)
+				v.log.Error("port reader stopped", "port", t.port.dev(), "err", err, portErrCause(err))
 			}
 			return
 		}

@@ -66,7 +66,7 @@ type portErrors struct {
 func (v *VTEP) tapWriteFailed(t *tap, err error) {
 	t.errs.write.Add(1)
 	if n, ok := v.events.allow(eventTAPWrite); ok {
-		v.log.Warn("tap write failed; frame dropped", "port", t.port.dev(), "err", err, "suppressed", n)
+		v.log.Warn("tap write failed; frame dropped", "port", t.port.dev(), "err", err, "suppressed", n, portErrCause(err))
 	}
 }
 
