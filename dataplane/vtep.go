@@ -258,7 +258,11 @@ func (v *VTEP) setup() error {
 		v.queues = append(v.queues, q)
 	}
 	v.workerCnt = make([]counters, v.cfg.Workers)
-	if v.pool, err = reorder.NewPool(v.cfg.Workers, len(v.queues)*depth, v.process); err != nil {
+	process, err := v.workerFunc() // v.process, unless a test arms faults (faults.go)
+	if err != nil {
+		return err
+	}
+	if v.pool, err = reorder.NewPool(v.cfg.Workers, len(v.queues)*depth, process); err != nil {
 		return fmt.Errorf("worker pool: %w", err)
 	}
 	for _, nc := range v.cfg.Networks {
