@@ -197,6 +197,13 @@ func (b *bencher) block(ctx context.Context, rep int, c Config) {
 	}
 	t1 := time.Now()
 	blk.VXDP, err = b.teardown(ctx, c, ov)
+	// Fragments this block left must not meet the next one's (see drainFragments).
+	if waited, derr := b.drainFragments(context.WithoutCancel(ctx)); derr != nil {
+		err = errors.Join(err, derr)
+	} else if waited > fragPoll {
+		fmt.Fprintf(b.out, "rep %d/%d %s: waited %v for IP fragments left waiting for reassembly to expire\n",
+			rep, p.Reps, c.Name, waited.Round(100*time.Millisecond))
+	}
 	blk.TeardownSeconds = time.Since(t1).Seconds()
 	if err != nil {
 		blk.Error = strings.TrimPrefix(blk.Error+"; tear down: "+err.Error(), "; ")
