@@ -16,10 +16,13 @@ import (
 const portGoneCause = "the port's device is gone (its network namespace deleted with the container?): " +
 	"frames for it are dropped and counted as tap_write until a reload removes the port or vxdp restarts"
 
+// portGone reports whether err, from a TAP's descriptor, says its device is gone.
+func portGone(err error) bool { return errors.Is(err, unix.EBADFD) }
+
 // portErrCause returns a log attribute that explains a TAP read or write error, or the
 // empty attribute, which log handlers leave out, when there is nothing to add.
 func portErrCause(err error) slog.Attr {
-	if errors.Is(err, unix.EBADFD) {
+	if portGone(err) {
 		return slog.String("cause", portGoneCause)
 	}
 	return slog.Attr{}

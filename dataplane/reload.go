@@ -224,7 +224,9 @@ func (v *VTEP) removePortLocked(n *network, p Port) error {
 	n.ports = slices.Delete(slices.Clone(n.ports), i, i+1)
 	v.ports[idx] = nil
 	var errs []error
-	if err := t.setPersist(false); err != nil {
+	// A TAP whose device is gone already (its container's namespace deleted) has nothing
+	// to unpersist: removing it is what the reload is for, not an error.
+	if err := t.setPersist(false); err != nil && !portGone(err) {
 		errs = append(errs, err)
 	}
 	if err := t.close(); err != nil {
