@@ -6,8 +6,12 @@ BENCH_OUT ?= bench/out
 # within `make test`, a smoke run of every target next to the rest of the suite.
 FUZZTIME      ?= 60s
 TEST_FUZZTIME ?= 3s
+# How long `make soak` loads vxdp (cmd/vxdp TestSoak; make test runs it for 25 s), and the
+# go test timeout around it.
+SOAK         ?= 5m
+SOAK_TIMEOUT ?= 30m
 
-.PHONY: all build generate test unit fuzz demo bench bench-quick vet clean
+.PHONY: all build generate test unit fuzz soak demo bench bench-quick vet clean
 
 all: build
 
@@ -46,6 +50,11 @@ fuzz:
 			rm -f $$log; \
 		done; \
 	done
+
+# iperf3 TCP and UDP at full rate through vxdp, both ways, for SOAK, with vxdp's RSS sampled
+# every 5 s (the samples are in the output) and checked flat after the warm-up.
+soak:
+	VXDP_SOAK=$(SOAK) $(GO) test -count=1 -timeout $(SOAK_TIMEOUT) -run '^TestSoak$$' -v ./cmd/vxdp
 
 demo: build
 	$(BIN)/vxdp-demo -vxdp $(BIN)/vxdp
