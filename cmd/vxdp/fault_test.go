@@ -598,7 +598,9 @@ type stream struct {
 	rate int              // datagrams per second; 0 sends as fast as the socket takes them
 	mark func(i int) bool // datagrams that carry dataplane.StallMarker after the stamp
 	idle time.Duration    // the receiver gives up after this long without a datagram
-	tp   *topo.Topology
+	// until, if not 0, ends the sending this long after it began, whatever n says.
+	until time.Duration
+	tp    *topo.Topology
 }
 
 // run sends the stream and returns how many datagrams were sent and how many arrived; it
@@ -658,7 +660,7 @@ func (s stream) run(t *testing.T) (got, sent int) {
 	plain, marked := make([]byte, 256), make([]byte, 256)
 	copy(marked[8:], dataplane.StallMarker)
 	start := time.Now()
-	for i := 0; i < s.n; i++ {
+	for i := 0; i < s.n && (s.until == 0 || time.Since(start) < s.until); i++ {
 		p := plain
 		if s.mark != nil && s.mark(i) {
 			p = marked
@@ -759,7 +761,12 @@ func TestFaultFillRingStarved(t *testing.T) {
 	// txFrames): at most that many frames of the burst can wait for the stalled worker.
 	const rxFrames = 3072
 	const burst = 10 * rxFrames
-	got, sent := stream{tp: tp, n: burst + 1, idle: stall + 2*time.Second, mark: func(i int) bool { return i == 0 }}.run(t)
+	// Sent within half the stall, so that the whole burst meets the stalled queue.
+	got, sent := stream{tp: tp, n: burst + 1, idle: stall + 2*time.Second, until: stall / 2,
+		mark: func(i int) bool { return i == 0 }}.run(t)
+	if sent < 2*rxFrames {
+		t.Fatalf("only %d datagrams sent in %v: too few to run the fill ring dry", sent, stall/2)
+	}
 	if stalls := len(logLines(v.Log(), logStalls)); stalls != 1 {
 		t.Fatalf("%d stalls, want 1:\n%s", stalls, v.Log())
 	}

@@ -30,10 +30,13 @@ import (
 // kernel only gradually. Most of that happens in the warm-up, the rest is bounded. So:
 // after the warm-up (the first fifth of the run, at least 5 s), the largest RSS sample of
 // the second half must not exceed the largest of the first half by more than soakSlack.
-// On the 2-core development machine a 5-minute run rose 0.7 MiB from half to half (the
-// README's Faults section has its numbers); a leak of one 64-byte object per micro-flow,
-// at the tens of thousands of micro-flows a second of a full-rate run, would add more than
-// soakSlack within a minute.
+// On the 2-core development machine 5-minute runs rose 0.7 MiB from half to half (the Go
+// heap flat at 13-15 MiB), and 25-second ones 0.6 to 0.8 MiB (the README's Faults section
+// has the numbers). At full rate vxdp handles some 100,000 frames and 1,500 to 2,000
+// micro-flows a second there: a leak of 64 bytes per frame passes soakSlack within a
+// second; one of 64 bytes per micro-flow (tried: a slice kept per micro-flow) rose 4.1 MiB
+// from half to half in the 25-second run, just past soakSlack, and would go far beyond it
+// in the 5-minute one.
 const (
 	soakEnv   = "VXDP_SOAK"
 	soakShort = 25 * time.Second
