@@ -348,7 +348,7 @@ func (v *VTEP) readVeth(t *tap, s *xsk.Socket, c *counters) {
 			if err := s.Wait(); err != nil {
 				if !t.closed.Load() {
 					t.errs.read.Add(1)
-					v.log.Error("port reader stopped", "port", t.port.dev(), "err", err)
+					v.log.Error("port reader stopped", "port", t.port.dev(), "err", err, portErrCause(err))
 				}
 				return
 			}

@@ -408,14 +408,38 @@ func udpTrickle(t *testing.T, ns topo.NS, addr string, stop <-chan struct{}) <-c
 	return sent
 }
 
+// portKind is what the container-deletion test needs to know of a kind of local port.
+type portKind struct {
+	name       string // the config's key: tap or veth
+	dead, live string // the device names of the port whose container goes and of the other
+	writeDrop  string // the drop reason of frames for a port whose device is gone
+	writeLog   string // what the rate-limited log line about them says
+}
+
+// portKinds are TAPs, whose descriptor turns dead (EBADFD) when the kernel removes the
+// device, and veth pairs, whose host end goes with the peer and whose AF_XDP sockets the
+// kernel then unbinds: writes to it find the TX ring full, once the frames posted to the
+// dead ring have filled it.
+var portKinds = []portKind{
+	{name: "tap", dead: "vxp0", live: "vxp1", writeDrop: "tap_write", writeLog: "tap write failed"},
+	{name: "veth", dead: "vxv0", live: "vxv1", writeDrop: "tx_full", writeLog: "af_xdp tx ring full"},
+}
+
 // TestFaultContainerDeleted deletes the network namespace of a container behind vxdp while
 // traffic runs to it and to a second container on the same VNI, the way a container
-// runtime does: its processes killed, then `ip netns del`. vxdp keeps running and serving
-// the other port, the underlay host's own traffic and its admin server; it counts the dead
-// port's TAP errors and says so once (then at most once a second); it does not leak the
-// port reader's goroutine or descriptors, nor grow them; and SIGTERM stops it cleanly.
+// runtime does: its processes killed, then `ip netns del`; with TAP ports and with veth
+// ports. vxdp keeps running and serving the other port, the underlay host's own traffic
+// and its admin server; it counts the dead port's errors and says so once (then at most
+// once a second); it does not leak the port reader's goroutine or descriptors, nor grow
+// them; a reload without the port closes it; and SIGTERM stops vxdp cleanly.
 func TestFaultContainerDeleted(t *testing.T) {
 	needRoot(t)
+	for _, k := range portKinds {
+		t.Run(k.name, func(t *testing.T) { containerDeleted(t, k) })
+	}
+}
+
+func containerDeleted(t *testing.T, k portKind) {
 	ctx := context.Background()
 	tp := newTopology(t, "fltc")
 	if err := tp.KernelVXLAN(ctx, topo.SideA); err != nil {
@@ -426,11 +450,11 @@ func TestFaultContainerDeleted(t *testing.T) {
 		t.Fatal(err)
 	}
 	overlayC := netip.MustParsePrefix("10.42.0.3/24")
-	port := func(tap string, ns topo.NS) string {
-		return fmt.Sprintf("      - tap: %s\n        netns: %s\n        ifname: eth0\n        mtu: %d\n", tap, ns.Path(), tp.OverlayMTU)
+	port := func(dev string, ns topo.NS) string {
+		return fmt.Sprintf("      - %s: %s\n        netns: %s\n        ifname: eth0\n        mtu: %d\n", k.name, dev, ns.Path(), tp.OverlayMTU)
 	}
 	config := fmt.Sprintf("underlay: %s\nlocal: %s\nports_on_exit: remove\nworkers: 2\nnetworks:\n  - vni: %d\n    remotes: [%s]\n    ports:\n%s%s",
-		tp.WireB, tp.UnderlayB.Addr(), tp.VNI, tp.UnderlayA.Addr(), port("vxp0", tp.ContainerB), port("vxp1", cC))
+		tp.WireB, tp.UnderlayB.Addr(), tp.VNI, tp.UnderlayA.Addr(), port(k.dead, tp.ContainerB), port(k.live, cC))
 	v, err := tp.StartVXDPConfig(ctx, topo.SideB, vxdpBinary, config)
 	if err != nil {
 		t.Fatal(err)
@@ -525,27 +549,28 @@ func TestFaultContainerDeleted(t *testing.T) {
 	t.Logf("%d datagrams sent toward the deleted container", <-trickled)
 	t.Run("Counted", func(t *testing.T) {
 		m, _ := scrape(t, tp.HostB, adminAddr)
-		werr, rerr := m[`vxdp_port_write_errors_total{port="vxp0"}`], m[`vxdp_port_read_errors_total{port="vxp0"}`]
+		series := func(name, dev string) float64 { return m[name+`{port="`+dev+`"}`] }
+		werr, rerr := series("vxdp_port_write_errors_total", k.dead), series("vxdp_port_read_errors_total", k.dead)
 		if werr == 0 || rerr != 1 {
 			t.Errorf("the deleted container's port: %v write errors, %v read errors; want some and 1", werr, rerr)
 		}
-		if m[dpDrop("tap_write")] < werr {
-			t.Errorf("%v frames dropped for failed TAP writes, fewer than the %v failed writes", m[dpDrop("tap_write")], werr)
+		if m[dpDrop(k.writeDrop)] < werr {
+			t.Errorf("%v frames dropped as %s, fewer than the %v failed writes", m[dpDrop(k.writeDrop)], k.writeDrop, werr)
 		}
-		if w, r := m[`vxdp_port_write_errors_total{port="vxp1"}`], m[`vxdp_port_read_errors_total{port="vxp1"}`]; w != 0 || r != 0 {
+		if w, r := series("vxdp_port_write_errors_total", k.live), series("vxdp_port_read_errors_total", k.live); w != 0 || r != 0 {
 			t.Errorf("the other port: %v write errors, %v read errors", w, r)
 		}
-		t.Logf("the deleted container's port: %v failed writes (%v frames dropped), %v failed read", werr, m[dpDrop("tap_write")], rerr)
+		t.Logf("the deleted container's port: %v failed writes (%v frames dropped as %s), %v failed read", werr, m[dpDrop(k.writeDrop)], k.writeDrop, rerr)
 	})
 	t.Run("LoggedOnce", func(t *testing.T) {
 		log := v.Log()
 		stopped := logLines(log, "port reader stopped")
-		if len(stopped) != 1 || !strings.Contains(stopped[0], "port=vxp0") || !strings.Contains(stopped[0], "namespace") {
-			t.Errorf("%d lines say a port reader stopped, want one naming vxp0 and its deleted namespace:\n%s", len(stopped), strings.Join(stopped, "\n"))
+		if len(stopped) != 1 || !strings.Contains(stopped[0], "port="+k.dead) || !strings.Contains(stopped[0], "namespace") {
+			t.Errorf("%d lines say a port reader stopped, want one naming %s and its deleted namespace:\n%s", len(stopped), k.dead, strings.Join(stopped, "\n"))
 		}
-		writes := logLines(log, "tap write failed")
+		writes := logLines(log, k.writeLog)
 		if limit := int(time.Since(deleted)/time.Second) + 1; len(writes) == 0 || len(writes) > limit {
-			t.Errorf("%d lines about failed TAP writes in %v, want 1 to %d", len(writes), time.Since(deleted).Round(time.Second), limit)
+			t.Errorf("%d lines %q in %v, want 1 to %d", len(writes), k.writeLog, time.Since(deleted).Round(time.Second), limit)
 		}
 	})
 	t.Run("NoLeak", func(t *testing.T) {
@@ -563,7 +588,7 @@ func TestFaultContainerDeleted(t *testing.T) {
 		// What the operator (or the orchestrator) does next: the port leaves the config,
 		// and a reload closes its dead descriptor; the other port carries on.
 		gs, fds := resources(t, tp, v)
-		if err := os.WriteFile(v.Config, []byte(strings.Replace(config, port("vxp0", tp.ContainerB), "", 1)), 0o644); err != nil {
+		if err := os.WriteFile(v.Config, []byte(strings.Replace(config, port(k.dead, tp.ContainerB), "", 1)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		if err := v.Reload(ctx); err != nil {
@@ -574,8 +599,8 @@ func TestFaultContainerDeleted(t *testing.T) {
 		if fds2 >= fds || gs2 > gs {
 			t.Errorf("after the reload removed the dead port: %d goroutines and %d descriptors, before %d and %d", gs2, fds2, gs, fds)
 		}
-		if m, _ := scrape(t, tp.HostB, adminAddr); sumPrefix(m, `vxdp_port_read_packets_total{port="vxp0"}`) != 0 ||
-			sumPrefix(m, `vxdp_port_read_packets_total{port="vxp1"}`) == 0 {
+		if m, _ := scrape(t, tp.HostB, adminAddr); sumPrefix(m, `vxdp_port_read_packets_total{port="`+k.dead+`"}`) != 0 ||
+			sumPrefix(m, `vxdp_port_read_packets_total{port="`+k.live+`"}`) == 0 {
 			t.Errorf("after the reload, /metrics does not show the remaining port alone")
 		}
 		waitPing(t, tp.ContainerA, overlayC.Addr(), 5*time.Second)
@@ -585,7 +610,7 @@ func TestFaultContainerDeleted(t *testing.T) {
 			t.Fatalf("vxdp exit: %v", err)
 		}
 		for _, ns := range []topo.NS{tp.HostB, cC} {
-			if out, _ := ns.Run(ctx, "ip", "-o", "link", "show"); strings.Contains(out, "vxp") || strings.Contains(out, "eth0") {
+			if out, _ := ns.Run(ctx, "ip", "-o", "link", "show"); strings.Contains(out, k.live) || strings.Contains(out, "eth0") {
 				t.Errorf("a port is left in %s:\n%s", ns, out)
 			}
 		}
