@@ -124,9 +124,11 @@ func (v *VTEP) underlayUp() (up, ok bool) {
 }
 
 // linkUp reports whether interface flags (ifi_flags) say the device carries traffic: up
-// administratively and operationally (IFF_RUNNING: carrier, and not dormant).
+// administratively and with carrier (IFF_LOWER_UP). Not IFF_RUNNING: the kernel derives
+// that from the operational state, which it updates only later (linkwatch, up to a second),
+// so a link that flaps faster would seem to skip outages.
 func linkUp(flags uint32) bool {
-	return flags&unix.IFF_UP != 0 && flags&unix.IFF_RUNNING != 0
+	return flags&unix.IFF_UP != 0 && flags&unix.IFF_LOWER_UP != 0
 }
 
 // subscribeLinks opens a netlink socket that receives the link notifications of the
