@@ -730,10 +730,10 @@ func TestFaultWorkerStall(t *testing.T) {
 	waitPing(t, tp.ContainerA, tp.OverlayB.Addr(), 5*time.Second)
 	before, _ := scrape(t, tp.HostB, adminAddr)
 
-	// 5000 datagrams a second for 4 s, every 2000th marked: about half the marks land on
+	// 5000 datagrams a second for 4 s, every 1000th marked: about half the 20 marks land on
 	// worker 0. A stall backs up 1500 frames, within what a queue holds.
 	got, sent := stream{tp: tp, n: 20000, rate: 5000, idle: 2*time.Second + stall,
-		mark: func(i int) bool { return i%2000 == 1000 }}.run(t)
+		mark: func(i int) bool { return i%1000 == 500 }}.run(t)
 	stalls := len(logLines(v.Log(), logStalls))
 	t.Logf("%d of %d datagrams arrived, in order, across %d stalls of %v", got, sent, stalls, stall)
 	if stalls == 0 {
