@@ -64,7 +64,7 @@ demo: build
 bench: build
 	$(BIN)/vxdp-bench -vxdp $(BIN)/vxdp -out $(BENCH_OUT)
 
-# A subset in about a minute; fails if any configuration produced no number (never on speed).
+# A subset in about two minutes; fails if any configuration produced no number (never on speed).
 bench-quick: build
 	$(BIN)/vxdp-bench -quick -check -vxdp $(BIN)/vxdp -out $(BENCH_OUT)
 
