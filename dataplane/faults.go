@@ -4,6 +4,7 @@ package dataplane
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -23,13 +24,15 @@ import (
 // sends, and so when: a few marked datagrams in a stream (the reorder stage must hold the
 // later micro-flows of that queue back, in order, and count their wait), or one marked
 // datagram before a burst (a long stall holds the queue's frames until its fill ring runs
-// dry). The marked frames themselves are delivered as usual once the worker wakes.
+// dry; the test ends it by removing a release file once the burst is out, however long
+// that took). The marked frames themselves are delivered as usual once the worker wakes.
 
 // FaultsEnv is the environment variable that arms fault injection, read once as the
 // dataplane is set up: a comma-separated list of key=value settings.
 //
 //	stall=DURATION   a worker that takes a micro-flow with StallMarker in it sleeps this long (Go syntax: 300ms)
 //	stall_worker=N   only worker N stalls (default: whichever takes the marked micro-flow)
+//	release=PATH     a stalled worker wakes early once the file PATH does not exist (checked every 10 ms)
 const FaultsEnv = "VXDP_TEST_FAULTS"
 
 // StallMarker marks the frames whose micro-flows a stall fault stalls.
@@ -38,8 +41,12 @@ const StallMarker = "vxdp-test-stall"
 // faults are the armed faults; the zero value arms none.
 type faults struct {
 	stall       time.Duration
-	stallWorker int // -1: any worker
+	stallWorker int    // -1: any worker
+	release     string // "": none
 }
+
+// releasePoll is how often a stalled worker looks for the release file.
+const releasePoll = 10 * time.Millisecond
 
 // parseFaults reads a FaultsEnv value.
 func parseFaults(s string) (faults, error) {
@@ -60,6 +67,10 @@ func parseFaults(s string) (faults, error) {
 			f.stallWorker, err = strconv.Atoi(val)
 			if err == nil && f.stallWorker < 0 {
 				err = fmt.Errorf("negative")
+			}
+		case "release":
+			if f.release = val; val == "" {
+				err = fmt.Errorf("empty path")
 			}
 		default:
 			err = fmt.Errorf("unknown setting")
@@ -95,11 +106,24 @@ func (v *VTEP) workerFunc() (func(worker int, mf *microflow), error) {
 			for _, d := range mf.descs[:mf.n] {
 				if bytes.Contains(mf.q.sock.Frame(d), marker) {
 					v.log.Warn("fault injection: worker stalls", "worker", worker, "queue", mf.q.index, "for", f.stall.String())
-					time.Sleep(f.stall)
+					f.sleep()
 					break
 				}
 			}
 		}
 		v.process(worker, mf)
 	}, nil
+}
+
+// sleep stalls for f.stall, or until the release file is gone.
+func (f *faults) sleep() {
+	if f.release == "" {
+		time.Sleep(f.stall)
+		return
+	}
+	for end := time.Now().Add(f.stall); time.Now().Before(end); time.Sleep(releasePoll) {
+		if _, err := os.Stat(f.release); errors.Is(err, os.ErrNotExist) {
+			return
+		}
+	}
 }

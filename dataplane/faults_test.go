@@ -19,6 +19,7 @@ func TestParseFaults(t *testing.T) {
 	}{
 		{"stall=300ms", faults{stall: 300 * time.Millisecond, stallWorker: -1}},
 		{"stall=2s, stall_worker=1", faults{stall: 2 * time.Second, stallWorker: 1}},
+		{"stall=1m,release=/tmp/x", faults{stall: time.Minute, stallWorker: -1, release: "/tmp/x"}},
 	} {
 		got, err := parseFaults(tc.in)
 		if err != nil || got != tc.want {
@@ -26,7 +27,7 @@ func TestParseFaults(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"", "stall", "stall=0s", "stall=-1s", "stall=soon", "stall_worker=1",
-		"stall=1s,stall_worker=-1", "stall=1s,stall_worker=x", "stall=1s,drop=1"} {
+		"stall=1s,stall_worker=-1", "stall=1s,stall_worker=x", "stall=1s,drop=1", "stall=1s,release="} {
 		if f, err := parseFaults(bad); err == nil || !strings.Contains(err.Error(), FaultsEnv) {
 			t.Errorf("parseFaults(%q) = %+v, %v; want an error naming %s", bad, f, err, FaultsEnv)
 		}

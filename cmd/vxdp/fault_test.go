@@ -13,9 +13,11 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -623,9 +625,10 @@ type stream struct {
 	rate int              // datagrams per second; 0 sends as fast as the socket takes them
 	mark func(i int) bool // datagrams that carry dataplane.StallMarker after the stamp
 	idle time.Duration    // the receiver gives up after this long without a datagram
-	// until, if not 0, ends the sending this long after it began, whatever n says.
-	until time.Duration
-	tp    *topo.Topology
+	// sent, if not nil, is called once the last datagram is out, before waiting for the
+	// receiver; the receiver waits for idle only from then on.
+	sent func()
+	tp   *topo.Topology
 }
 
 // run sends the stream and returns how many datagrams were sent and how many arrived; it
@@ -647,6 +650,8 @@ func (s stream) run(t *testing.T) (got, sent int) {
 		order error
 	}
 	done := make(chan result, 1)
+	var sending atomic.Bool
+	sending.Store(true)
 	go func() {
 		var r result
 		buf := make([]byte, 2048)
@@ -655,6 +660,9 @@ func (s stream) run(t *testing.T) (got, sent int) {
 			rx.SetReadDeadline(time.Now().Add(s.idle))
 			m, err := rx.Read(buf)
 			if err != nil {
+				if errors.Is(err, os.ErrDeadlineExceeded) && sending.Load() {
+					continue // a stall may hold everything back until the sender is done
+				}
 				if !errors.Is(err, os.ErrDeadlineExceeded) {
 					r.order = err
 				}
@@ -685,7 +693,7 @@ func (s stream) run(t *testing.T) (got, sent int) {
 	plain, marked := make([]byte, 256), make([]byte, 256)
 	copy(marked[8:], dataplane.StallMarker)
 	start := time.Now()
-	for i := 0; i < s.n && (s.until == 0 || time.Since(start) < s.until); i++ {
+	for i := 0; i < s.n; i++ {
 		p := plain
 		if s.mark != nil && s.mark(i) {
 			p = marked
@@ -700,6 +708,10 @@ func (s stream) run(t *testing.T) (got, sent int) {
 			}
 		}
 	}
+	if s.sent != nil {
+		s.sent()
+	}
+	sending.Store(false)
 	r := <-done
 	if r.order != nil {
 		t.Fatalf("after %d datagrams: %v", r.got, r.order)
@@ -762,22 +774,29 @@ func TestFaultWorkerStall(t *testing.T) {
 	checkStop(t, tp, v)
 }
 
-// TestFaultFillRingStarved stalls a worker for 3 s on a marked datagram, and sends a burst
-// ten times what the queue's UMEM holds in the same flow behind it: the worker's micro-flow
-// holds up its queue's reorder line, the reader stops handing frames back, and the
-// kernel finds the fill ring empty and drops. The kernel's counters of that (fill ring
-// empty, rx_dropped) rise and reach /metrics, every frame is accounted for, nothing
-// deadlocks, and once the stall ends the queue carries traffic again, in order.
+// TestFaultFillRingStarved stalls a worker on a marked datagram and sends a burst of ten
+// times what the queue's UMEM holds in the same flow behind it, then ends the stall: the
+// worker's micro-flow holds up its queue's reorder line, the reader stops handing frames
+// back, and the kernel finds the fill ring empty and drops. The kernel's counters of that
+// (fill ring empty, rx_dropped) rise and reach /metrics, every frame is accounted for,
+// nothing deadlocks, and once the stall ends the queue carries traffic again, in order.
 func TestFaultFillRingStarved(t *testing.T) {
 	needRoot(t)
-	const stall = 3 * time.Second
-	t.Setenv(dataplane.FaultsEnv, fmt.Sprintf("stall=%v", stall))
+	// The stall lasts until the test removes the release file, once the whole burst is out
+	// however long sending it takes; stall only bounds it.
+	const stall = time.Minute
+	release := filepath.Join(t.TempDir(), "stall")
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(dataplane.FaultsEnv, fmt.Sprintf("stall=%v,release=%s", stall, release))
 	ctx := context.Background()
 	tp := newTopology(t, "fltf")
 	if err := tp.KernelVXLAN(ctx, topo.SideA); err != nil {
 		t.Fatal(err)
 	}
 	v := startVXDPWith(t, tp, topo.SideB, "workers: 2\n")
+	t.Cleanup(func() { os.Remove(release) }) // a failed test releases the stall before stopping vxdp
 	waitRunning(t, tp.HostB)
 	waitPing(t, tp.ContainerA, tp.OverlayB.Addr(), 5*time.Second)
 	before := scrapeQuiet(t, tp.HostB)
@@ -786,15 +805,20 @@ func TestFaultFillRingStarved(t *testing.T) {
 	// txFrames): at most that many frames of the burst can wait for the stalled worker.
 	const rxFrames = 3072
 	const burst = 10 * rxFrames
-	// Sent within half the stall, so that the whole burst meets the stalled queue.
-	got, sent := stream{tp: tp, n: burst + 1, idle: stall + 2*time.Second, until: stall / 2,
-		mark: func(i int) bool { return i == 0 }}.run(t)
-	if sent < 2*rxFrames {
-		t.Fatalf("only %d datagrams sent in %v: too few to run the fill ring dry", sent, stall/2)
+	var released time.Time
+	got, sent := stream{tp: tp, n: burst + 1, idle: 2 * time.Second, mark: func(i int) bool { return i == 0 },
+		sent: func() {
+			time.Sleep(100 * time.Millisecond) // the last datagrams are on their way
+			if err := os.Remove(release); err != nil {
+				t.Error(err)
+			}
+			released = time.Now()
+		}}.run(t)
+	stalls := logLines(v.Log(), logStalls)
+	if len(stalls) != 1 {
+		t.Fatalf("%d stalls, want 1:\n%s", len(stalls), v.Log())
 	}
-	if stalls := len(logLines(v.Log(), logStalls)); stalls != 1 {
-		t.Fatalf("%d stalls, want 1:\n%s", stalls, v.Log())
-	}
+	stalled := released.Sub(logTime(t, stalls[0])).Round(time.Millisecond)
 	during := scrapeQuiet(t, tp.HostB)
 	delta := func(m map[string]float64, prefix string) float64 {
 		return sumPrefix(m, prefix) - sumPrefix(before, prefix)
@@ -803,11 +827,11 @@ func TestFaultFillRingStarved(t *testing.T) {
 	fillEmpty := delta(during, "vxdp_xsk_fill_ring_empty_total")
 	rxDropped := delta(during, `vxdp_xsk_errors_total{kind="rx_dropped"`)
 	ringFull := delta(during, `vxdp_xsk_errors_total{kind="rx_ring_full"`)
-	t.Logf("burst: %d datagrams sent, %v reached vxdp's XDP program, %d arrived in order; the kernel found the fill ring empty %v times, dropped %v (rx_dropped) and %v (rx_ring_full)",
-		sent, redirected, got, fillEmpty, rxDropped, ringFull)
+	t.Logf("burst: %d datagrams sent during a %v stall, %v reached vxdp's XDP program, %d arrived in order; the kernel found the fill ring empty %v times, dropped %v (rx_dropped) and %v (rx_ring_full)",
+		sent, stalled, redirected, got, fillEmpty, rxDropped, ringFull)
 	if fillEmpty == 0 || rxDropped == 0 {
 		t.Errorf("the fill ring ran dry under a burst of %d during a %v stall, yet /metrics shows %v fill-ring-empty and %v rx_dropped",
-			burst, stall, fillEmpty, rxDropped)
+			sent, stalled, fillEmpty, rxDropped)
 	}
 	if lost := rxDropped + ringFull; lost < redirected-rxFrames {
 		t.Errorf("%v frames reached the stalled queue and only %v were dropped: more than its %d RX frames were held", redirected, lost, rxFrames)
