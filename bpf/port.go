@@ -3,12 +3,9 @@
 package bpf
 
 import (
-	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 )
 
 // MaxPortQueues is the number of XSKMAP slots of a PortProgram, mirrored from port.c
@@ -25,12 +22,8 @@ const PortProgramName = "vxdp_port"
 // PortProgram of its own, so its counters are the port's. Its methods are safe for
 // concurrent use.
 type PortProgram struct {
-	// mu guards everything below.
-	mu     sync.Mutex
-	objs   portObjects
-	link   link.Link
-	mode   string
-	closed bool
+	attachment // its lock guards objs too
+	objs       portObjects
 }
 
 // PortCounters are a PortProgram's counters, summed over all CPUs. Every frame the
@@ -57,48 +50,13 @@ func LoadPort() (*PortProgram, error) {
 // unpinned bpf_link, natively if the driver can (veth can) and in generic mode
 // otherwise; the program is detached when the process exits or crashes.
 func (p *PortProgram) Attach(ifindex int) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return fmt.Errorf("attach port xdp to ifindex %d: %w", ifindex, ErrClosed)
-	}
-	if p.link != nil {
-		return fmt.Errorf("attach port xdp to ifindex %d: %w", ifindex, ErrAttached)
-	}
-	l, mode, err := attachXDP(p.objs.VxdpPort, ifindex)
-	if err != nil {
-		return fmt.Errorf("attach port xdp to ifindex %d: %w", ifindex, err)
-	}
-	p.link, p.mode = l, mode
-	return nil
-}
-
-// Mode reports how the program is attached: ModeNative, ModeGeneric, or "" when it is
-// not attached.
-func (p *PortProgram) Mode() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.mode
+	return p.attach(p.objs.VxdpPort, ifindex, "port xdp")
 }
 
 // RegisterSocket makes fd, a bound AF_XDP socket, the destination of the frames received
 // on queue queue of the host end. It replaces any socket registered before.
 func (p *PortProgram) RegisterSocket(queue int, fd int) error {
-	if queue < 0 || queue >= MaxPortQueues {
-		return fmt.Errorf("register port socket for queue %d: %w (max %d)", queue, ErrQueueRange, MaxPortQueues-1)
-	}
-	if fd < 0 {
-		return fmt.Errorf("register port socket for queue %d: negative fd %d", queue, fd)
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return fmt.Errorf("register port socket for queue %d: %w", queue, ErrClosed)
-	}
-	if err := p.objs.PortXsks.Put(uint32(queue), uint32(fd)); err != nil {
-		return fmt.Errorf("register port socket for queue %d: %w", queue, err)
-	}
-	return nil
+	return p.registerSocket(p.objs.PortXsks, queue, MaxPortQueues, fd, "port socket")
 }
 
 // Counters reads the counters, summing the per-CPU slots. Meant for scrape time: it
@@ -123,37 +81,7 @@ func (p *PortProgram) Counters() (PortCounters, error) {
 // Close detaches the program (if attached) and releases its maps. It is safe to call
 // more than once; later calls return nil.
 func (p *PortProgram) Close() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return nil
-	}
-	p.closed = true
-	var lerr error
-	if p.link != nil {
-		if err := p.link.Close(); err != nil {
-			lerr = fmt.Errorf("detach port xdp: %w", err)
-		}
-		p.link, p.mode = nil, ""
-	}
-	if err := p.objs.Close(); err != nil {
-		return errors.Join(lerr, fmt.Errorf("close port xdp objects: %w", err))
-	}
-	return lerr
-}
-
-// attachXDP attaches prog to the interface through an unpinned bpf_link, in native mode
-// if the driver supports it and in generic mode otherwise, and says which.
-func attachXDP(prog *ebpf.Program, ifindex int) (link.Link, string, error) {
-	l, nerr := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPDriverMode})
-	if nerr == nil {
-		return l, ModeNative, nil
-	}
-	l, gerr := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPGenericMode})
-	if gerr != nil {
-		return nil, "", errors.Join(fmt.Errorf("native: %w", nerr), fmt.Errorf("generic: %w", gerr))
-	}
-	return l, ModeGeneric, nil
+	return p.close(&p.objs, "port xdp")
 }
 
 // sumPerCPU reads entry key of a per-CPU array of counters and sums its slots.

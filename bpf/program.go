@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"sync"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 )
 
 // Attach modes reported by Mode.
@@ -27,13 +25,10 @@ const present uint8 = 1
 // Program is the loaded XDP classifier with its maps. Its methods are safe for
 // concurrent use.
 type Program struct {
-	// mu guards everything below and serialises Configure, so two reloads
-	// never interleave their set updates.
-	mu     sync.Mutex
-	objs   xdpObjects
-	link   link.Link
-	mode   string
-	closed bool
+	// The lock guards objs too and serialises Configure, so two reloads never
+	// interleave their set updates.
+	attachment
+	objs xdpObjects
 }
 
 // Load loads the program and its maps into the kernel without attaching it.
@@ -146,48 +141,13 @@ func deleteOthers(m *ebpf.Map, keep map[xdpVxdpAddr]struct{}) error {
 // not pinned: it is released, and the program detached, when the process
 // exits or crashes.
 func (p *Program) Attach(ifindex int) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return fmt.Errorf("attach xdp to ifindex %d: %w", ifindex, ErrClosed)
-	}
-	if p.link != nil {
-		return fmt.Errorf("attach xdp to ifindex %d: %w", ifindex, ErrAttached)
-	}
-	l, mode, err := attachXDP(p.objs.VxdpRx, ifindex)
-	if err != nil {
-		return fmt.Errorf("attach xdp to ifindex %d: %w", ifindex, err)
-	}
-	p.link, p.mode = l, mode
-	return nil
-}
-
-// Mode reports how the program is attached: ModeNative, ModeGeneric, or ""
-// when it is not attached.
-func (p *Program) Mode() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.mode
+	return p.attach(p.objs.VxdpRx, ifindex, "xdp")
 }
 
 // RegisterSocket makes fd, a bound AF_XDP socket, the destination of VXLAN
 // received on NIC queue queue. It replaces any socket registered before.
 func (p *Program) RegisterSocket(queue int, fd int) error {
-	if queue < 0 || queue >= MaxQueues {
-		return fmt.Errorf("register socket for queue %d: %w (max %d)", queue, ErrQueueRange, MaxQueues-1)
-	}
-	if fd < 0 {
-		return fmt.Errorf("register socket for queue %d: negative fd %d", queue, fd)
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return fmt.Errorf("register socket for queue %d: %w", queue, ErrClosed)
-	}
-	if err := p.objs.Xsks.Put(uint32(queue), uint32(fd)); err != nil {
-		return fmt.Errorf("register socket for queue %d: %w", queue, err)
-	}
-	return nil
+	return p.registerSocket(p.objs.Xsks, queue, MaxQueues, fd, "socket")
 }
 
 // UnregisterSocket removes the socket of queue queue; VXLAN on that queue is
@@ -229,13 +189,10 @@ func (p *Program) Counters() (Counters, error) {
 		{xdpVxdpReasonVXDP_REDIRECT_FAILED, &c.RedirectFailed},
 		{xdpVxdpReasonVXDP_DROP_IPV6EXT, &c.DropIPv6Ext},
 	}
-	var perCPU []uint64
 	for _, f := range fields {
-		if err := p.objs.Counters.Lookup(uint32(f.reason), &perCPU); err != nil {
-			return Counters{}, fmt.Errorf("read xdp counter %d: %w", f.reason, err)
-		}
-		for _, n := range perCPU {
-			*f.dst += n
+		var err error
+		if *f.dst, err = sumPerCPU(p.objs.Counters, uint32(f.reason)); err != nil {
+			return Counters{}, fmt.Errorf("read xdp counters: %w", err)
 		}
 	}
 	return c, nil
@@ -244,21 +201,5 @@ func (p *Program) Counters() (Counters, error) {
 // Close detaches the program (if attached) and releases its maps. It is safe
 // to call more than once; later calls return nil.
 func (p *Program) Close() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return nil
-	}
-	p.closed = true
-	var lerr error
-	if p.link != nil {
-		if err := p.link.Close(); err != nil {
-			lerr = fmt.Errorf("detach xdp: %w", err)
-		}
-		p.link, p.mode = nil, ""
-	}
-	if err := p.objs.Close(); err != nil {
-		return errors.Join(lerr, fmt.Errorf("close xdp objects: %w", err))
-	}
-	return lerr
+	return p.close(&p.objs, "xdp")
 }
