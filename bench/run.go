@@ -132,11 +132,12 @@ func (b *bencher) run(ctx context.Context) (err error) {
 	}()
 	b.start = time.Now()
 	for rep := range p.Reps {
-		for _, c := range p.order(rep) {
+		order := p.order(rep)
+		for i, c := range order {
 			if ctx.Err() != nil {
 				return fmt.Errorf("run benchmark: %w", context.Cause(ctx))
 			}
-			b.block(ctx, rep+1, c)
+			b.block(ctx, rep+1, c, rep == p.Reps-1 && i == len(order)-1)
 		}
 	}
 	if ctx.Err() != nil {
@@ -151,8 +152,9 @@ type overlay struct {
 	vxdp []*topo.VXDP
 }
 
-// block sets up configuration c, runs its workloads and tears it down.
-func (b *bencher) block(ctx context.Context, rep int, c Config) {
+// block sets up configuration c, runs its workloads and tears it down. last says no block
+// follows, so nothing is owed to the next one.
+func (b *bencher) block(ctx context.Context, rep int, c Config, last bool) {
 	p := b.opts.Plan
 	blk := Block{Rep: rep, Config: c.Name}
 	var ws []Workload
@@ -197,12 +199,15 @@ func (b *bencher) block(ctx context.Context, rep int, c Config) {
 	}
 	t1 := time.Now()
 	blk.VXDP, err = b.teardown(ctx, c, ov)
-	// Fragments this block left must not meet the next one's (see drainFragments).
-	if waited, derr := b.drainFragments(context.WithoutCancel(ctx)); derr != nil {
-		err = errors.Join(err, derr)
-	} else if waited > fragPoll {
-		fmt.Fprintf(b.out, "rep %d/%d %s: waited %v for IP fragments left waiting for reassembly to expire\n",
-			rep, p.Reps, c.Name, waited.Round(100*time.Millisecond))
+	// Fragments this block left must not meet the next one's (see drainFragments); after
+	// the last block the topology goes, and they with it.
+	if !last {
+		if waited, derr := b.drainFragments(context.WithoutCancel(ctx)); derr != nil {
+			err = errors.Join(err, derr)
+		} else if waited > fragPoll {
+			fmt.Fprintf(b.out, "rep %d/%d %s: waited %v for IP fragments left waiting for reassembly to expire\n",
+				rep, p.Reps, c.Name, waited.Round(100*time.Millisecond))
+		}
 	}
 	blk.TeardownSeconds = time.Since(t1).Seconds()
 	if err != nil {
