@@ -54,27 +54,14 @@ func (v *VTEP) runPort(t *tap, c *counters) {
 		v.runVeth(t, c)
 		return
 	}
-	e := &egress{
-		v: v, t: t, n: t.net, c: c,
-		sock:  v.socks[t.index%len(v.socks)],
-		mtu:   t.port.MTU,
-		one:   make([][]byte, 1),
-		plain: make([][]byte, 1), plainSize: make([]int, 1),
-	}
+	e := newEgress(v, t, c, v.socks[t.index%len(v.socks)])
 	var r *tapReader
 	if t.vnet {
 		// The virtio_net_hdr is read into the end of the headroom, so that the frame
 		// itself starts at packet.Headroom, as without offloads.
 		r = newTapReader(t, tapVnetBatch, packet.Headroom-offload.HdrLen, offload.HdrLen+offload.MaxFrameLen)
-		e.segs = make([][]byte, 2*tapGSOMaxSegs)
-		for i := range e.segs {
-			e.segs[i] = make([]byte, packet.Headroom+14+e.mtu)
-		}
-		e.sizes = make([]int, len(e.segs))
-		e.tx = make([][]byte, 0, tapVnetBatch+len(e.segs))
 	} else {
 		r = newTapReader(t, batchSize, packet.Headroom, 14+e.mtu+1) // one spare byte detects oversize frames
-		e.tx = make([][]byte, 0, batchSize)
 	}
 	for {
 		n, err := r.readBatch()
@@ -97,6 +84,27 @@ func (v *VTEP) runPort(t *tap, c *counters) {
 		e.flush()
 		v.mu.RUnlock()
 	}
+}
+
+// newEgress prepares the state of port t's reader, which transmits on sock and counts in c:
+// with offloads (a TAP with a virtio_net_hdr), room for the segments of its super-frames.
+func newEgress(v *VTEP, t *tap, c *counters, sock *xsk.Socket) *egress {
+	e := &egress{
+		v: v, t: t, n: t.net, c: c, sock: sock,
+		mtu:   t.port.MTU,
+		one:   make([][]byte, 1),
+		plain: make([][]byte, 1), plainSize: make([]int, 1),
+		tx: make([][]byte, 0, batchSize),
+	}
+	if t.vnet {
+		e.segs = make([][]byte, 2*tapGSOMaxSegs)
+		for i := range e.segs {
+			e.segs[i] = make([]byte, packet.Headroom+14+e.mtu)
+		}
+		e.sizes = make([]int, len(e.segs))
+		e.tx = make([][]byte, 0, tapVnetBatch+len(e.segs))
+	}
+	return e
 }
 
 // readPlain takes one frame read from a TAP without offloads: size bytes at

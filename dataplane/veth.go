@@ -333,14 +333,7 @@ func (v *VTEP) runVeth(t *tap, c *counters) {
 // so the only copy is the one into the underlay's TX frames. The batch goes back to the
 // fill ring once it is transmitted.
 func (v *VTEP) readVeth(t *tap, s *xsk.Socket, c *counters) {
-	e := &egress{
-		v: v, t: t, n: t.net, c: c,
-		sock:  v.socks[t.index%len(v.socks)],
-		mtu:   t.port.MTU,
-		one:   make([][]byte, 1),
-		plain: make([][]byte, 1), plainSize: make([]int, 1),
-		tx: make([][]byte, 0, batchSize),
-	}
+	e := newEgress(v, t, c, v.socks[t.index%len(v.socks)])
 	descs := make([]xsk.Desc, batchSize)
 	for {
 		n := s.Receive(descs)

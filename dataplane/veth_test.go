@@ -63,7 +63,7 @@ type vethNS struct {
 
 // enterVethNS creates the namespaces, moves the test goroutine into host, and undoes both
 // at cleanup.
-func enterVethNS(t *testing.T, tag string) vethNS {
+func enterVethNS(t testing.TB, tag string) vethNS {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates network namespaces, veth pairs, XDP programs and AF_XDP sockets")
