@@ -6,9 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net"
 	"net/http"
@@ -31,43 +29,12 @@ import (
 // host namespace vxdp runs in, which is private to the topology.
 const adminAddr = dataplane.DefaultAdmin
 
-// adminGet does a GET of path on the admin server at addr in namespace ns. The connection is
-// dialled on a thread switched into ns (net/http would dial on a goroutine of its own, in
-// whatever namespace its thread is in) and handed to the client, which then uses it from
-// anywhere: a socket stays in the namespace it was made in.
+// adminGet does a GET of path on the admin server at addr in namespace ns (topo.NS.HTTPGet),
+// within 30 s.
 func adminGet(ns topo.NS, addr, path string) (int, []byte, error) {
-	var conn net.Conn
-	err := ns.Do(func() (err error) {
-		conn, err = net.DialTimeout("tcp", addr, 5*time.Second)
-		return err
-	})
-	if err != nil {
-		return 0, nil, fmt.Errorf("dial admin server %s in %s: %w", addr, ns, err)
-	}
-	conns := make(chan net.Conn, 1)
-	conns <- conn
-	client := &http.Client{
-		Timeout: 30 * time.Second,
-		Transport: &http.Transport{
-			DisableKeepAlives: true,
-			DialContext: func(context.Context, string, string) (net.Conn, error) {
-				select {
-				case c := <-conns:
-					return c, nil
-				default:
-					return nil, errors.New("the connection dialled in the namespace is used up")
-				}
-			},
-		},
-	}
-	resp, err := client.Get("http://" + addr + path)
-	if err != nil {
-		conn.Close()
-		return 0, nil, fmt.Errorf("get %s: %w", path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return ns.HTTPGet(ctx, addr, path)
 }
 
 // waitRunning polls /healthz until vxdp reports running: StartVXDP returns once the TAP is
