@@ -92,6 +92,11 @@ type Measurement struct {
 	// Net is the change of the receiver namespace's SNMP counters listed in
 	// netCounters: TcpExt.TCPOFOQueue (segments queued out of order), ...
 	Net map[string]int64 `json:"net,omitempty"`
+	// Profiles are the CPU profiles of the vxdp processes over the run
+	// (Options.ProfileDir), file names in that directory; ProfileError says
+	// why one is missing. A missing profile does not fail the run.
+	Profiles     []string `json:"profiles,omitempty"`
+	ProfileError string   `json:"profile_error,omitempty"`
 }
 
 // OK reports whether the run produced numbers.

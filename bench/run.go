@@ -3,18 +3,23 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vxdp/vxdp/dataplane"
 	"github.com/vxdp/vxdp/internal/topo"
 )
 
@@ -37,6 +42,10 @@ type Options struct {
 	// Progress receives a line per configuration block and per run; nil
 	// discards them.
 	Progress io.Writer
+	// ProfileDir, when set, receives a CPU profile (pprof) of every vxdp
+	// process over every run, fetched from its admin server: one file per
+	// run and host, named in Measurement.Profiles.
+	ProfileDir string
 }
 
 // Run builds the topology, runs opts.Plan on it and removes everything it
@@ -413,7 +422,9 @@ func (b *bencher) measure(ctx context.Context, rep int, c Config, w Workload) Me
 	if w.UDP {
 		perf.Bitrate = "0"
 	}
+	profiles := b.profile(ctx, rep, c, w)
 	res, ierr := perf.Run(ctx)
+	run.Profiles, run.ProfileError = profiles()
 	after, err := takeSnapshot(server)
 	run.Seconds = after.at.Sub(before.at).Seconds()
 	if ierr != nil {
@@ -432,4 +443,60 @@ func (b *bencher) measure(ctx context.Context, rep int, c Config, w Workload) Me
 		}
 	}
 	return run
+}
+
+// profile starts fetching a CPU profile of every vxdp of configuration c over the run
+// about to start, when Options.ProfileDir asks for them; the function it returns waits
+// for them and returns the files written and what went wrong.
+func (b *bencher) profile(ctx context.Context, rep int, c Config, w Workload) func() ([]string, string) {
+	var sides []topo.Side
+	if b.opts.ProfileDir != "" && c.UsesVXDP() {
+		if c.A == OverlayVXDP {
+			sides = append(sides, topo.SideA)
+		}
+		if c.B == OverlayVXDP {
+			sides = append(sides, topo.SideB)
+		}
+	}
+	type got struct {
+		file string
+		err  error
+	}
+	results := make(chan got, len(sides))
+	secs := int(math.Ceil(b.opts.Plan.Duration.Seconds()))
+	for _, s := range sides {
+		go func() {
+			file := fmt.Sprintf("rep%d-%s-%s-%s.pprof", rep, c.Name, w.Name, s)
+			pctx, cancel := context.WithTimeout(ctx, time.Duration(secs+30)*time.Second)
+			defer cancel()
+			status, body, err := b.tp.Host(s).HTTPGet(pctx, dataplane.DefaultAdmin, fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs))
+			switch {
+			case err != nil:
+			case status != http.StatusOK:
+				err = fmt.Errorf("profile of vxdp on host %s: HTTP %d: %s", s, status, bytes.TrimSpace(body))
+			default:
+				err = os.WriteFile(filepath.Join(b.opts.ProfileDir, file), body, 0o644)
+			}
+			if err != nil {
+				file = ""
+			}
+			results <- got{file, err}
+		}()
+	}
+	return func() (files []string, errs string) {
+		var all []error
+		for range sides {
+			r := <-results
+			if r.file != "" {
+				files = append(files, r.file)
+			}
+			if r.err != nil {
+				all = append(all, r.err)
+			}
+		}
+		if err := errors.Join(all...); err != nil {
+			errs = err.Error()
+		}
+		return files, errs
+	}
 }

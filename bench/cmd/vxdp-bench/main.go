@@ -55,6 +55,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	microflows := fs.String("microflows", "", "comma-separated micro-flow sizes: adds configurations vxdp-b<n> (vxdp on B with \"microflow: n\")")
 	noOffload := fs.Bool("nooffload", false, "adds configurations vxdp-nooffload and vxdp-both-nooffload (\"offload: false\")")
 	veth := fs.Bool("veth", false, "adds configurations vxdp-veth and vxdp-both-veth (veth ports instead of TAPs); -configs may name them without it")
+	pprof := fs.Bool("pprof", false, "also write a CPU profile of every vxdp process over every run into OUT/pprof (from its admin server)")
 	render := fs.String("render", "", "re-render summary, CSV and plots from this results.json instead of running")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
@@ -123,7 +124,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		stop()
 		fmt.Fprintln(stderr, "vxdp-bench: stopping: tearing down and writing partial results (signal again to exit at once)")
 	}()
-	res, err := bench.Run(ctx, bench.Options{Plan: plan, VXDP: *vxdp, Progress: stdout})
+	opts := bench.Options{Plan: plan, VXDP: *vxdp, Progress: stdout}
+	if *pprof {
+		opts.ProfileDir = filepath.Join(*out, "pprof")
+		if err := os.MkdirAll(opts.ProfileDir, 0o755); err != nil {
+			fmt.Fprintln(stderr, "vxdp-bench:", err)
+			return exitFailure
+		}
+	}
+	res, err := bench.Run(ctx, opts)
 	if res == nil {
 		fmt.Fprintln(stderr, "vxdp-bench:", err)
 		return exitUsage
