@@ -102,9 +102,16 @@ func startVXDPWith(t *testing.T, tp *topo.Topology, s topo.Side, extra string) *
 	return v
 }
 
-func TestKernelVXLANToVXDP(t *testing.T) {
+func TestKernelVXLANToVXDP(t *testing.T) { kernelVXLANToVXDP(t, "e2ek", false) }
+
+func TestVXDPBothHosts(t *testing.T) { vxdpBothHosts(t, "e2ev", false) }
+
+// kernelVXLANToVXDP runs the overlay checks with the kernel's vxlan on host A and vxdp on
+// host B, whose port is a TAP, or a veth pair if veth.
+func kernelVXLANToVXDP(t *testing.T, tag string, veth bool) {
 	needRoot(t)
-	tp := newTopology(t, "e2ek")
+	tp := newTopology(t, tag)
+	tp.VethPorts = veth
 	if err := tp.KernelVXLAN(context.Background(), topo.SideA); err != nil {
 		t.Fatal(err)
 	}
@@ -115,9 +122,12 @@ func TestKernelVXLANToVXDP(t *testing.T) {
 	t.Run("SIGTERMLeavesNothing", func(t *testing.T) { checkStop(t, tp, v) })
 }
 
-func TestVXDPBothHosts(t *testing.T) {
+// vxdpBothHosts runs the overlay checks with vxdp on both hosts, their ports TAPs, or veth
+// pairs if veth.
+func vxdpBothHosts(t *testing.T, tag string, veth bool) {
 	needRoot(t)
-	tp := newTopology(t, "e2ev")
+	tp := newTopology(t, tag)
+	tp.VethPorts = veth
 	startVXDP(t, tp, topo.SideA)
 	startVXDP(t, tp, topo.SideB)
 	checkOverlay(t, tp)

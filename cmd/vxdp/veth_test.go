@@ -14,33 +14,16 @@ import (
 
 // The veth port (veth: in the config) end to end: the same overlay checks as with TAPs.
 
+func TestKernelVXLANToVXDPVeth(t *testing.T) { kernelVXLANToVXDP(t, "e2ekv", true) }
+
+func TestVXDPBothHostsVeth(t *testing.T) { vxdpBothHosts(t, "e2evv", true) }
+
 // newVethTopology is newTopology with vxdp's ports made veth pairs.
 func newVethTopology(t *testing.T, tag string) *topo.Topology {
 	t.Helper()
 	tp := newTopology(t, tag)
 	tp.VethPorts = true
 	return tp
-}
-
-func TestKernelVXLANToVXDPVeth(t *testing.T) {
-	needRoot(t)
-	tp := newVethTopology(t, "e2ekv")
-	if err := tp.KernelVXLAN(context.Background(), topo.SideA); err != nil {
-		t.Fatal(err)
-	}
-	v := startVXDP(t, tp, topo.SideB)
-	checkOverlay(t, tp)
-	t.Run("WireFrames", func(t *testing.T) { checkWireFrames(t, tp) })
-	t.Run("HostTraffic", func(t *testing.T) { checkHostTraffic(t, tp) })
-	t.Run("SIGTERMLeavesNothing", func(t *testing.T) { checkStop(t, tp, v) })
-}
-
-func TestVXDPBothHostsVeth(t *testing.T) {
-	needRoot(t)
-	tp := newVethTopology(t, "e2evv")
-	startVXDP(t, tp, topo.SideA)
-	startVXDP(t, tp, topo.SideB)
-	checkOverlay(t, tp)
 }
 
 // TestVethAfterCrash kills vxdp, which leaves its veth pair behind (a veth is not tied to a
