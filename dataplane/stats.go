@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"github.com/vxdp/vxdp/bpf"
 	"github.com/vxdp/vxdp/dataplane/fdb"
 	"github.com/vxdp/vxdp/dataplane/xsk"
@@ -118,6 +120,21 @@ type PortStats struct {
 	WriteErrors, ReadErrors uint64
 	// Veth is set for a veth port: its XDP program's counters and its sockets' statistics.
 	Veth *VethStats
+	// Container is the kernel's drop counters of the port's interface on the container's
+	// side, nil when they could not be read (its namespace or the device is gone).
+	Container *ContainerLink
+}
+
+// ContainerLink are the kernel's drop counters of a port's interface on the container's
+// side: the TAP, or the veth's peer. They count since the device was created (a TAP
+// taken over after a restart keeps counting), and what they count vxdp never saw.
+type ContainerLink struct {
+	// TxDropped counts frames the container sent that the kernel dropped before vxdp read
+	// them: a TAP's queue was full (the tun driver drops rather than hold the sender back),
+	// or a veth's peer could not take them.
+	TxDropped uint64
+	// RxDropped counts frames vxdp delivered that the container's side dropped.
+	RxDropped uint64
 }
 
 // NetworkStats are one VNI's numbers.
@@ -142,8 +159,21 @@ func (v *VTEP) Stats() Stats {
 	s.Counters = v.Counters()
 	s.XDP, s.XDPErr = v.XDPCounters()
 	s.UnderlayDown, s.UnderlayDowns = v.link.down.Load(), v.link.downs.Load()
+	ports := v.snapshot(&s)
+	// The kernel's counters take netlink in the containers' namespaces: outside the lock,
+	// which a reload waits for and the packet path then too.
+	for i, p := range ports {
+		s.Ports[i].Container = containerLink(p)
+	}
+	return s
+}
+
+// snapshot fills s with what the VTEP holds under v.mu and returns the config of each port
+// of s.Ports.
+func (v *VTEP) snapshot(s *Stats) []Port {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
+	var ports []Port
 	for _, q := range v.queues {
 		qs := QueueStats{
 			Queue:          q.index,
@@ -167,6 +197,7 @@ func (v *VTEP) Stats() Stats {
 			WriteErrors: t.errs.write.Load(), ReadErrors: t.errs.read.Load(),
 			Veth: t.veth.stats(),
 		})
+		ports = append(ports, t.port)
 	}
 	for _, nc := range v.networks {
 		n := v.nets[nc.VNI]
@@ -174,7 +205,30 @@ func (v *VTEP) Stats() Stats {
 			VNI: n.vni, FDBEntries: n.fdb.Len(), FDBCap: n.fdb.Cap(), FDB: n.fdb.Stats(),
 		})
 	}
-	return s
+	return ports
+}
+
+// containerLink reads the kernel's drop counters of port p's interface on the container's
+// side, or returns nil if it cannot: the namespace or the device is gone.
+func containerLink(p Port) *ContainerLink {
+	h := &netlink.Handle{}
+	if p.Netns != "" {
+		ns, err := netns.GetFromPath(p.Netns)
+		if err != nil {
+			return nil
+		}
+		defer ns.Close()
+		if h, err = netlink.NewHandleAt(ns); err != nil {
+			return nil
+		}
+		defer h.Close()
+	}
+	link, err := h.LinkByName(p.name())
+	if err != nil || link.Attrs().Statistics == nil {
+		return nil
+	}
+	st := link.Attrs().Statistics
+	return &ContainerLink{TxDropped: st.TxDropped, RxDropped: st.RxDropped}
 }
 
 // FDBEntry is one FDB entry with its target resolved to a name.

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -93,6 +94,7 @@ func TestAdminServer(t *testing.T) {
 			t.Fatalf("profile of %d bytes does not start with the gzip magic: % x", len(b), b[:min(len(b), 8)])
 		}
 	})
+	t.Run("KernelDrops", func(t *testing.T) { checkKernelDrops(t, tp, v) })
 	t.Run("Status", func(t *testing.T) {
 		out, err := tp.HostB.Run(context.Background(), vxdpBinary, "status", "-admin", adminAddr)
 		if err != nil {
@@ -302,5 +304,83 @@ networks:
 					strings.Join(tc.args, " "), code, out.String(), tc.code, tc.want)
 			}
 		})
+	}
+}
+
+// checkKernelDrops stops vxdp (SIGSTOP) while container B sends a burst of UDP into its TAP,
+// more than the TAP's queue holds: the tun driver drops the rest, which vxdp never sees, and
+// vxdp_port_kernel_drops_total{direction="from_container"} must show it, equal to the TAP's
+// own tx_dropped as the kernel reports it in the container.
+func checkKernelDrops(t *testing.T, tp *topo.Topology, v *topo.VXDP) {
+	const burst = 3000 // the TAP's queue holds 500 frames (its txqueuelen)
+	ctx := context.Background()
+	fromContainer := func(m metrics) (float64, bool) {
+		for _, s := range m.all("vxdp_port_kernel_drops_total") {
+			if s.labels["port"] == topo.VXDPTapIf && s.labels["direction"] == "from_container" {
+				return s.value, true
+			}
+		}
+		return 0, false
+	}
+	before, ok := fromContainer(scrapeAdmin(t, tp.HostB))
+	if !ok {
+		t.Fatalf("no vxdp_port_kernel_drops_total for port %s", topo.VXDPTapIf)
+	}
+	if err := syscall.Kill(v.PID(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	resume := func() {
+		if stopped {
+			stopped = false
+			if err := syscall.Kill(v.PID(), syscall.SIGCONT); err != nil {
+				t.Errorf("resume vxdp: %v", err)
+			}
+		}
+	}
+	defer resume()
+	err := tp.ContainerB.Do(func() error {
+		c, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: tp.OverlayA.Addr().AsSlice(), Port: 9})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		msg := make([]byte, 200)
+		for range burst {
+			if _, err := c.Write(msg); err != nil {
+				return fmt.Errorf("send: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resume()
+	after, ok := fromContainer(scrapeAdmin(t, tp.HostB))
+	if !ok {
+		t.Fatalf("no vxdp_port_kernel_drops_total for port %s after the burst", topo.VXDPTapIf)
+	}
+	out, err := tp.ContainerB.Run(ctx, "ip", "-j", "-s", "link", "show", "dev", "eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var links []struct {
+		Stats64 struct {
+			TX struct {
+				Dropped float64 `json:"dropped"`
+			} `json:"tx"`
+		} `json:"stats64"`
+	}
+	if err := json.Unmarshal([]byte(out), &links); err != nil || len(links) != 1 {
+		t.Fatalf("ip -j -s link: %v\n%s", err, out)
+	}
+	t.Logf("burst of %d frames while vxdp was stopped: %.0f dropped by the TAP (kernel: %.0f in all)",
+		burst, after-before, links[0].Stats64.TX.Dropped)
+	if after != links[0].Stats64.TX.Dropped {
+		t.Errorf("metric says %.0f dropped from the container, the kernel says %.0f", after, links[0].Stats64.TX.Dropped)
+	}
+	if after-before < burst/2 {
+		t.Errorf("only %.0f of a %d-frame burst into a stopped vxdp's TAP counted as dropped", after-before, burst)
 	}
 }

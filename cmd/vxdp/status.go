@@ -209,13 +209,14 @@ func printStatus(w io.Writer, addr, state string, a, b metrics, dt time.Duration
 		{"af_xdp", "vxdp_xsk_errors_total"},
 		{"tap write", "vxdp_port_write_errors_total"},
 		{"tap read", "vxdp_port_read_errors_total"},
+		{"kernel", "vxdp_port_kernel_drops_total"},
 	} {
 		for _, s := range b.all(f.name) {
 			if s.value == 0 {
 				continue
 			}
 			var where []string
-			for _, l := range []string{"queue", "port", "reason", "kind"} {
+			for _, l := range []string{"queue", "port", "reason", "kind", "direction"} {
 				if v, ok := s.labels[l]; ok {
 					if l == "queue" {
 						v = "queue " + v

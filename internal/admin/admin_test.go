@@ -74,8 +74,9 @@ func running() *snapshot {
 		s.stats.Queues = append(s.stats.Queues, qs)
 	}
 	s.stats.Ports = []dataplane.PortStats{
-		{Name: "vxp0", VNI: 42, Read: 900, ReadBytes: 1_200_000, WriteErrors: 1},
-		{Name: "vxp1", VNI: 43, Read: 5, ReadBytes: 50_000},
+		{Name: "vxp0", VNI: 42, Read: 900, ReadBytes: 1_200_000, WriteErrors: 1,
+			Container: &dataplane.ContainerLink{TxDropped: 17, RxDropped: 2}},
+		{Name: "vxp1", VNI: 43, Read: 5, ReadBytes: 50_000}, // its namespace is gone: no kernel counters
 	}
 	s.stats.Networks = []dataplane.NetworkStats{
 		{VNI: 42, FDBEntries: 3, FDBCap: 4096, FDB: fdb.Stats{Added: 2, Moved: 1}},
@@ -207,6 +208,19 @@ func TestMetricsValues(t *testing.T) {
 	}
 	if got := value(t, mfs, "vxdp_port_write_errors_total", map[string]string{"port": "vxp0"}); got != 1 {
 		t.Errorf("vxp0 write errors = %v, want 1", got)
+	}
+	if got := value(t, mfs, "vxdp_port_kernel_drops_total", map[string]string{"port": "vxp0", "direction": "from_container"}); got != 17 {
+		t.Errorf("vxp0 kernel drops from the container = %v, want 17", got)
+	}
+	if got := value(t, mfs, "vxdp_port_kernel_drops_total", map[string]string{"port": "vxp0", "direction": "to_container"}); got != 2 {
+		t.Errorf("vxp0 kernel drops to the container = %v, want 2", got)
+	}
+	for _, m := range mfs["vxdp_port_kernel_drops_total"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "port" && l.GetValue() == "vxp1" {
+				t.Errorf("vxp1 has kernel drop counters, but they could not be read")
+			}
+		}
 	}
 	if got := value(t, mfs, "vxdp_fdb_entries", map[string]string{"vni": "42"}); got != 3 {
 		t.Errorf("vni 42 fdb entries = %v, want 3", got)

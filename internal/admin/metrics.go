@@ -52,6 +52,7 @@ var (
 	portReadBytes      = desc("port", "read_bytes_total", "Bytes of the frames read from a local port, Ethernet header included.", "port")
 	portWriteErrors    = desc("port", "write_errors_total", "Failed TAP writes to a local port; each dropped one frame.", "port")
 	portReadErrors     = desc("port", "read_errors_total", "Failed TAP reads of a local port; its reader stops at the first.", "port")
+	portKernelDrops    = desc("port", "kernel_drops_total", "Frames the kernel dropped at a port's interface on the container's side (TAP or veth peer), since the device was created: from_container before vxdp read them (a full TAP queue), to_container after vxdp delivered them.", "port", "direction")
 
 	parseDrops     = desc("parse", "drops_total", "Frames dropped by the outer or inner header checks, by reason.", "reason")
 	dataplaneDrops = desc("dataplane", "drops_total", "Frames dropped by the dataplane after the outer headers parsed, by reason.", "reason")
@@ -119,7 +120,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		buildInfo, up,
 		underlayRxPackets, underlayRxBytes, underlayTxPackets, underlayTxBytes, underlayLinkUp, underlayLinkDowns,
-		portDelivered, portDeliveredBytes, portRead, portReadBytes, portWriteErrors, portReadErrors,
+		portDelivered, portDeliveredBytes, portRead, portReadBytes, portWriteErrors, portReadErrors, portKernelDrops,
 		parseDrops, dataplaneDrops, xdpRedirected, xdpPassed, xdpDrops,
 		queueDelivered, queueDeliveredBytes,
 		xskReceived, xskTransmitted, xskCompleted, xskErrors, xskFillEmpty, xskTxEmpty, xskKicks,
@@ -172,6 +173,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(portReadBytes, p.ReadBytes, p.Name)
 		counter(portWriteErrors, p.WriteErrors, p.Name)
 		counter(portReadErrors, p.ReadErrors, p.Name)
+		if p.Container != nil {
+			counter(portKernelDrops, p.Container.TxDropped, p.Name, "from_container")
+			counter(portKernelDrops, p.Container.RxDropped, p.Name, "to_container")
+		}
 	}
 	for _, r := range packet.DropReasons() {
 		if r != packet.DropNone {
