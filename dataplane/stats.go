@@ -149,8 +149,8 @@ type NetworkStats struct {
 }
 
 // Stats returns a snapshot of the VTEP's numbers. Safe to call from any goroutine, at any
-// point of the VTEP's life; it allocates and makes a few syscalls per queue, so it is for
-// scrapes, not for the packet path.
+// point of the VTEP's life; it allocates, makes a few syscalls per queue and a netlink
+// request per port (in the port's namespace), so it is for scrapes, not for the packet path.
 func (v *VTEP) Stats() Stats {
 	s := Stats{State: v.State()}
 	if !v.life.ran.Load() {
