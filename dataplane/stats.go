@@ -209,7 +209,8 @@ func (v *VTEP) snapshot(s *Stats) []Port {
 }
 
 // containerLink reads the kernel's drop counters of port p's interface on the container's
-// side, or returns nil if it cannot: the namespace or the device is gone.
+// side, or returns nil if it cannot: the namespace or the device is gone, or the name is
+// now another kind of device's.
 func containerLink(p Port) *ContainerLink {
 	h := &netlink.Handle{}
 	if p.Netns != "" {
@@ -225,6 +226,11 @@ func containerLink(p Port) *ContainerLink {
 	}
 	link, err := h.LinkByName(p.name())
 	if err != nil || link.Attrs().Statistics == nil {
+		return nil
+	}
+	// A device of that name of another kind is not the port's (the container renamed ours
+	// and made another): its counters would mislead.
+	if _, isTAP := link.(*netlink.Tuntap); isTAP != (p.Veth == "") {
 		return nil
 	}
 	st := link.Attrs().Statistics
