@@ -313,7 +313,6 @@ networks:
 // own tx_dropped as the kernel reports it in the container.
 func checkKernelDrops(t *testing.T, tp *topo.Topology, v *topo.VXDP) {
 	const burst = 3000 // the TAP's queue holds 500 frames (its txqueuelen)
-	ctx := context.Background()
 	fromContainer := func(m metrics) (float64, bool) {
 		for _, s := range m.all("vxdp_port_kernel_drops_total") {
 			if s.labels["port"] == topo.VXDPTapIf && s.labels["direction"] == "from_container" {
@@ -361,24 +360,11 @@ func checkKernelDrops(t *testing.T, tp *topo.Topology, v *topo.VXDP) {
 	if !ok {
 		t.Fatalf("no vxdp_port_kernel_drops_total for port %s after the burst", topo.VXDPTapIf)
 	}
-	out, err := tp.ContainerB.Run(ctx, "ip", "-j", "-s", "link", "show", "dev", "eth0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var links []struct {
-		Stats64 struct {
-			TX struct {
-				Dropped float64 `json:"dropped"`
-			} `json:"tx"`
-		} `json:"stats64"`
-	}
-	if err := json.Unmarshal([]byte(out), &links); err != nil || len(links) != 1 {
-		t.Fatalf("ip -j -s link: %v\n%s", err, out)
-	}
+	kernel := float64(linkTxDropped(t, tp.ContainerB, "eth0"))
 	t.Logf("burst of %d frames while vxdp was stopped: %.0f dropped by the TAP (kernel: %.0f in all)",
-		burst, after-before, links[0].Stats64.TX.Dropped)
-	if after != links[0].Stats64.TX.Dropped {
-		t.Errorf("metric says %.0f dropped from the container, the kernel says %.0f", after, links[0].Stats64.TX.Dropped)
+		burst, after-before, kernel)
+	if after != kernel {
+		t.Errorf("metric says %.0f dropped from the container, the kernel says %.0f", after, kernel)
 	}
 	if after-before < burst/2 {
 		t.Errorf("only %.0f of a %d-frame burst into a stopped vxdp's TAP counted as dropped", after-before, burst)
