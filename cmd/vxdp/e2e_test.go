@@ -102,6 +102,21 @@ func startVXDPWith(t *testing.T, tp *topo.Topology, s topo.Side, extra string) *
 	return v
 }
 
+// kernelToVXDP makes a topology with the kernel's vxlan on host A and vxdp on host B (extra
+// appended to its config), and returns once vxdp runs and container A reaches container B
+// through it.
+func kernelToVXDP(t *testing.T, tag, extra string) (*topo.Topology, *topo.VXDP) {
+	t.Helper()
+	tp := newTopology(t, tag)
+	if err := tp.KernelVXLAN(context.Background(), topo.SideA); err != nil {
+		t.Fatal(err)
+	}
+	v := startVXDPWith(t, tp, topo.SideB, extra)
+	waitRunning(t, tp.HostB)
+	waitPing(t, tp.ContainerA, tp.OverlayB.Addr(), 5*time.Second)
+	return tp, v
+}
+
 func TestKernelVXLANToVXDP(t *testing.T) { kernelVXLANToVXDP(t, "e2ek", false) }
 
 func TestVXDPBothHosts(t *testing.T) { vxdpBothHosts(t, "e2ev", false) }

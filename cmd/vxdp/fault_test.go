@@ -4,9 +4,7 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -17,7 +15,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -209,13 +206,7 @@ const (
 func TestFaultUnderlayDownUp(t *testing.T) {
 	needRoot(t)
 	ctx := context.Background()
-	tp := newTopology(t, "fltl")
-	if err := tp.KernelVXLAN(ctx, topo.SideA); err != nil {
-		t.Fatal(err)
-	}
-	v := startVXDPWith(t, tp, topo.SideB, "workers: 2\n")
-	waitRunning(t, tp.HostB)
-	waitPing(t, tp.ContainerA, tp.OverlayB.Addr(), 5*time.Second)
+	tp, v := kernelToVXDP(t, "fltl", "workers: 2\n")
 	link := func(state string) {
 		t.Helper()
 		if _, err := tp.HostB.Run(ctx, "ip", "link", "set", "dev", tp.WireB, state); err != nil {
@@ -619,106 +610,6 @@ func containerDeleted(t *testing.T, k portKind) {
 	})
 }
 
-// stream describes a sequence-stamped UDP stream from container A to container B.
-type stream struct {
-	n    int              // datagrams, stamped 0..n-1 in their first 8 bytes
-	rate int              // datagrams per second; 0 sends as fast as the socket takes them
-	mark func(i int) bool // datagrams that carry dataplane.StallMarker after the stamp
-	idle time.Duration    // the receiver gives up after this long without a datagram
-	// sent, if not nil, is called once the last datagram is out, before waiting for the
-	// receiver; the receiver waits for idle only from then on.
-	sent func()
-	tp   *topo.Topology
-}
-
-// run sends the stream and returns how many datagrams were sent and how many arrived; it
-// fails the test if any arrived out of order or twice.
-func (s stream) run(t *testing.T) (got, sent int) {
-	t.Helper()
-	var rx *net.UDPConn
-	err := s.tp.ContainerB.Do(func() (err error) {
-		rx, err = net.ListenUDP("udp", &net.UDPAddr{IP: s.tp.OverlayB.Addr().AsSlice()})
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rx.Close()
-	rx.SetReadBuffer(16 << 20)
-	type result struct {
-		got   int
-		order error
-	}
-	done := make(chan result, 1)
-	var sending atomic.Bool
-	sending.Store(true)
-	go func() {
-		var r result
-		buf := make([]byte, 2048)
-		last := int64(-1)
-		for {
-			rx.SetReadDeadline(time.Now().Add(s.idle))
-			m, err := rx.Read(buf)
-			if err != nil {
-				if errors.Is(err, os.ErrDeadlineExceeded) && sending.Load() {
-					continue // a stall may hold everything back until the sender is done
-				}
-				if !errors.Is(err, os.ErrDeadlineExceeded) {
-					r.order = err
-				}
-				done <- r
-				return
-			}
-			if m < 8 {
-				continue
-			}
-			seq := int64(binary.BigEndian.Uint64(buf[:8]))
-			if seq <= last && r.order == nil {
-				r.order = fmt.Errorf("datagram %d arrived after %d", seq, last)
-			}
-			last = seq
-			r.got++
-		}
-	}()
-	var tx *net.UDPConn
-	err = s.tp.ContainerA.Do(func() (err error) {
-		tx, err = net.DialUDP("udp", nil, rx.LocalAddr().(*net.UDPAddr))
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Close()
-	tx.SetWriteBuffer(16 << 20)
-	plain, marked := make([]byte, 256), make([]byte, 256)
-	copy(marked[8:], dataplane.StallMarker)
-	start := time.Now()
-	for i := 0; i < s.n; i++ {
-		p := plain
-		if s.mark != nil && s.mark(i) {
-			p = marked
-		}
-		binary.BigEndian.PutUint64(p, uint64(i))
-		if _, err := tx.Write(p); err == nil { // ENOBUFS: a drop on the sender, not vxdp's
-			sent++
-		}
-		if s.rate > 0 {
-			if ahead := time.Duration(i+1)*time.Second/time.Duration(s.rate) - time.Since(start); ahead > time.Millisecond {
-				time.Sleep(ahead)
-			}
-		}
-	}
-	if s.sent != nil {
-		s.sent()
-	}
-	sending.Store(false)
-	r := <-done
-	if r.order != nil {
-		t.Fatalf("after %d datagrams: %v", r.got, r.order)
-	}
-	return r.got, sent
-}
-
 // logStalls is what vxdp logs each time the stall fault stalls a worker (faults.go).
 const logStalls = "fault injection: worker stalls"
 
@@ -732,14 +623,7 @@ func TestFaultWorkerStall(t *testing.T) {
 	needRoot(t)
 	const stall = 300 * time.Millisecond
 	t.Setenv(dataplane.FaultsEnv, fmt.Sprintf("stall=%v,stall_worker=0", stall))
-	ctx := context.Background()
-	tp := newTopology(t, "flts")
-	if err := tp.KernelVXLAN(ctx, topo.SideA); err != nil {
-		t.Fatal(err)
-	}
-	v := startVXDPWith(t, tp, topo.SideB, "workers: 2\nmicroflow: 4\n")
-	waitRunning(t, tp.HostB)
-	waitPing(t, tp.ContainerA, tp.OverlayB.Addr(), 5*time.Second)
+	tp, v := kernelToVXDP(t, "flts", "workers: 2\nmicroflow: 4\n")
 	before, _ := scrape(t, tp.HostB, adminAddr)
 
 	// 5000 datagrams a second for 4 s, every 1000th marked: about half the 20 marks land on
@@ -790,15 +674,8 @@ func TestFaultFillRingStarved(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv(dataplane.FaultsEnv, fmt.Sprintf("stall=%v,release=%s", stall, release))
-	ctx := context.Background()
-	tp := newTopology(t, "fltf")
-	if err := tp.KernelVXLAN(ctx, topo.SideA); err != nil {
-		t.Fatal(err)
-	}
-	v := startVXDPWith(t, tp, topo.SideB, "workers: 2\n")
+	tp, v := kernelToVXDP(t, "fltf", "workers: 2\n")
 	t.Cleanup(func() { os.Remove(release) }) // a failed test releases the stall before stopping vxdp
-	waitRunning(t, tp.HostB)
-	waitPing(t, tp.ContainerA, tp.OverlayB.Addr(), 5*time.Second)
 	before := scrapeQuiet(t, tp.HostB)
 
 	// rxFrames is what one queue's UMEM has for receiving (dataplane's umemFrames less its

@@ -4,11 +4,7 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
-	"net"
-	"os"
 	"testing"
 	"time"
 
@@ -28,7 +24,11 @@ func TestUDPOrderAcrossWorkers(t *testing.T) {
 			}
 			// Small micro-flows, so that even a modest rate spreads over every worker.
 			startVXDPWith(t, tp, topo.SideB, fmt.Sprintf("workers: %d\nmicroflow: 4\n", w))
-			got, sent := sequencedUDP(t, tp, 100000)
+			// ARP through the tunnel first, so the stream does not start with drops.
+			if _, err := tp.ContainerA.Ping(context.Background(), tp.OverlayB.Addr()); err != nil {
+				t.Fatal(err)
+			}
+			got, sent := stream{tp: tp, n: 100000, idle: 2 * time.Second}.run(t)
 			if got < sent/10 {
 				t.Fatalf("only %d of %d datagrams arrived", got, sent)
 			}
@@ -93,77 +93,4 @@ func TestTCPOutOfOrderVersusKernel(t *testing.T) {
 	if vxdpOFO > kernelOFO {
 		t.Errorf("vxdp with 2 workers: %d segments queued out of order, the kernel's vxlan %d", vxdpOFO, kernelOFO)
 	}
-}
-
-// sequencedUDP sends n datagrams stamped 0..n-1 from container A to container B and
-// returns how many arrived; it fails the test if any arrived out of order or twice.
-func sequencedUDP(t *testing.T, tp *topo.Topology, n int) (got, sent int) {
-	t.Helper()
-	var rx *net.UDPConn
-	err := tp.ContainerB.Do(func() (err error) {
-		rx, err = net.ListenUDP("udp", &net.UDPAddr{IP: tp.OverlayB.Addr().AsSlice()})
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rx.Close()
-	rx.SetReadBuffer(8 << 20)
-
-	type result struct {
-		got   int
-		order error
-	}
-	done := make(chan result, 1)
-	go func() {
-		var r result
-		buf := make([]byte, 2048)
-		last := int64(-1)
-		for {
-			rx.SetReadDeadline(time.Now().Add(2 * time.Second))
-			m, err := rx.Read(buf)
-			if err != nil {
-				if !errors.Is(err, os.ErrDeadlineExceeded) {
-					r.order = err
-				}
-				done <- r
-				return
-			}
-			seq := int64(binary.BigEndian.Uint64(buf[:8]))
-			if seq <= last && r.order == nil {
-				r.order = fmt.Errorf("datagram %d arrived after %d", seq, last)
-			}
-			last = seq
-			if m >= 8 {
-				r.got++
-			}
-		}
-	}()
-
-	var tx *net.UDPConn
-	err = tp.ContainerA.Do(func() (err error) {
-		tx, err = net.DialUDP("udp", nil, rx.LocalAddr().(*net.UDPAddr))
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Close()
-	// ARP through the tunnel first, so the stream does not start with drops.
-	if _, err := tp.ContainerA.Ping(context.Background(), tp.OverlayB.Addr()); err != nil {
-		t.Fatal(err)
-	}
-	payload := make([]byte, 256)
-	for i := 0; i < n; i++ {
-		binary.BigEndian.PutUint64(payload, uint64(i))
-		if _, err := tx.Write(payload); err != nil {
-			continue // ENOBUFS under load: a sender-side drop, not ours to judge
-		}
-		sent++
-	}
-	r := <-done
-	if r.order != nil {
-		t.Fatalf("after %d datagrams: %v", r.got, r.order)
-	}
-	return r.got, sent
 }

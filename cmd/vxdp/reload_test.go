@@ -4,10 +4,6 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
-	"errors"
-	"fmt"
-	"net"
 	"os"
 	"strings"
 	"testing"
@@ -15,72 +11,6 @@ import (
 
 	"github.com/vxdp/vxdp/internal/topo"
 )
-
-// pacedUDP sends n sequence-stamped datagrams, one per millisecond, from container A to
-// container B and returns once they are all sent; wait reports how many arrived and
-// whether any came out of order. At this pace nothing is lost on a path that works.
-func pacedUDP(t *testing.T, tp *topo.Topology, n int) (wait func() (got int, err error)) {
-	t.Helper()
-	var rx *net.UDPConn
-	if err := tp.ContainerB.Do(func() (err error) {
-		rx, err = net.ListenUDP("udp", &net.UDPAddr{IP: tp.OverlayB.Addr().AsSlice()})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	var tx *net.UDPConn
-	if err := tp.ContainerA.Do(func() (err error) {
-		tx, err = net.DialUDP("udp", nil, rx.LocalAddr().(*net.UDPAddr))
-		return err
-	}); err != nil {
-		rx.Close()
-		t.Fatal(err)
-	}
-	type result struct {
-		got int
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		var r result
-		buf := make([]byte, 64)
-		last := int64(-1)
-		for r.got < n {
-			rx.SetReadDeadline(time.Now().Add(3 * time.Second))
-			m, err := rx.Read(buf)
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				break
-			}
-			if err != nil || m < 8 {
-				r.err = fmt.Errorf("receive: %d bytes, %v", m, err)
-				break
-			}
-			seq := int64(binary.BigEndian.Uint64(buf[:8]))
-			if seq <= last && r.err == nil {
-				r.err = fmt.Errorf("datagram %d arrived after %d", seq, last)
-			}
-			last = seq
-			r.got++
-		}
-		done <- r
-	}()
-	go func() {
-		defer tx.Close()
-		msg := make([]byte, 64)
-		tick := time.NewTicker(time.Millisecond)
-		defer tick.Stop()
-		for i := range n {
-			binary.BigEndian.PutUint64(msg, uint64(i))
-			tx.Write(msg)
-			<-tick.C
-		}
-	}()
-	return func() (int, error) {
-		r := <-done
-		rx.Close()
-		return r.got, r.err
-	}
-}
 
 // TestReloadOnSIGHUP changes the remotes and ports of a running vxdp through its config
 // file and SIGHUP while a paced UDP stream crosses its unchanged port: a second port comes
@@ -121,7 +51,8 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		return strings.Contains(out, " "+name+":")
 	}
 
-	stream := pacedUDP(t, tp, 3000)
+	// One datagram a millisecond: at this pace nothing is lost on a path that works.
+	flow := stream{tp: tp, n: 3000, rate: 1000, idle: 3 * time.Second}.start(t)
 	t.Run("PortAdded", func(t *testing.T) {
 		reload(t, withPort)
 		if !hasTAP("vxp1") {
@@ -146,7 +77,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 			t.Fatal("the port removed by the reload still has its TAP")
 		}
 	})
-	got, err := stream()
+	got, _, err := flow()
 	if err != nil || got != 3000 {
 		t.Fatalf("through the reloads the unchanged port received %d of 3000 datagrams (%v)", got, err)
 	}

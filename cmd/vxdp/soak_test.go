@@ -69,13 +69,7 @@ func TestSoak(t *testing.T) {
 	phase := min(30*time.Second, length/4)
 
 	ctx := context.Background()
-	tp := newTopology(t, "soak")
-	if err := tp.KernelVXLAN(ctx, topo.SideA); err != nil {
-		t.Fatal(err)
-	}
-	v := startVXDPWith(t, tp, topo.SideB, "")
-	waitRunning(t, tp.HostB)
-	waitPing(t, tp.ContainerA, tp.OverlayB.Addr(), 5*time.Second)
+	tp, v := kernelToVXDP(t, "soak", "")
 
 	// Sample from the first byte of traffic on, and scrape /metrics every fifth sample (as
 	// a Prometheus server would) for the Go heap's size.
