@@ -15,7 +15,7 @@ TEST_FUZZTIME ?= 30000x
 SOAK         ?= 5m
 SOAK_TIMEOUT ?= 30m
 
-.PHONY: all build generate test unit fuzz soak demo bench bench-quick vet clean
+.PHONY: all build deps-demo deps-test deps-bench deps-generate generate test unit fuzz soak demo bench bench-quick vet clean
 
 all: build
 
@@ -24,8 +24,13 @@ build:
 	$(GO) build -o $(BIN)/vxdp-demo ./cmd/vxdp-demo
 	$(GO) build -o $(BIN)/vxdp-bench ./bench/cmd/vxdp-bench
 
+# The Debian packages each target needs (deps/packages), installed with apt-get where missing;
+# that needs root, as the targets themselves do.
+deps-demo deps-test deps-bench deps-generate:
+	@deps/install $(@:deps-%=%)
+
 # Rebuilds the committed bpf2go output from bpf/xdp.c (needs clang and libbpf-dev).
-generate:
+generate: deps-generate
 	$(GO) generate ./bpf/...
 
 vet:
@@ -35,7 +40,7 @@ vet:
 
 # The whole suite: vet, unit and root integration tests (with the race detector), every fuzz
 # target for TEST_FUZZTIME, and the benchmark suite's quick plan as a smoke test.
-test: vet
+test: deps-test vet
 	$(GO) test -race -count=1 -timeout 10m ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
 	@$(MAKE) --no-print-directory bench-quick BENCH_OUT=$(BENCH_OUT)/quick
@@ -57,19 +62,19 @@ fuzz:
 
 # iperf3 TCP and UDP at full rate through vxdp, both ways, for SOAK, with vxdp's RSS sampled
 # every 5 s (the samples are in the output) and checked flat after the warm-up.
-soak:
+soak: deps-test
 	VXDP_SOAK=$(SOAK) $(GO) test -count=1 -timeout $(SOAK_TIMEOUT) -run '^TestSoak$$' -v ./cmd/vxdp
 
-demo: build
+demo: deps-demo build
 	$(BIN)/vxdp-demo -vxdp $(BIN)/vxdp
 
 # The papers' experiments (bench/README.md): every configuration, workload and repetition,
 # interleaved; about 30 minutes on a 2-core machine.
-bench: build
+bench: deps-bench build
 	$(BIN)/vxdp-bench -vxdp $(BIN)/vxdp -out $(BENCH_OUT)
 
 # A subset in about two minutes; fails if any configuration produced no number (never on speed).
-bench-quick: build
+bench-quick: deps-bench build
 	$(BIN)/vxdp-bench -quick -check -vxdp $(BIN)/vxdp -out $(BENCH_OUT)
 
 clean:

@@ -58,7 +58,7 @@ func needRoot(t *testing.T) {
 	}
 	for _, tool := range []string{"ip", "iperf3", "ethtool"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is not installed (.ci/run installs it): %v", tool, err)
+			t.Fatalf("%s is not installed (make test installs it: deps/install test): %v", tool, err)
 		}
 	}
 }
