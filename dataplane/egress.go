@@ -54,7 +54,7 @@ func (v *VTEP) runPort(t *tap, c *counters) {
 		v.runVeth(t, c)
 		return
 	}
-	e := newEgress(v, t, c, v.socks[t.index%len(v.socks)])
+	e := newEgress(v, t, c, v.txSocket(t.index))
 	var r *tapReader
 	if t.vnet {
 		// The virtio_net_hdr is read into the end of the headroom, so that the frame

@@ -17,8 +17,9 @@ type eventKind uint8
 
 // Per-packet events, each with its own rate limit.
 const (
-	eventTAPWrite eventKind = iota // a TAP write failed
-	eventTxFull                    // frames found no room on the AF_XDP TX ring
+	eventTAPWrite  eventKind = iota // a TAP write failed
+	eventTxFull                     // frames found no room on the AF_XDP TX ring
+	eventQueueRead                  // the underlay's queues in use could not be read
 	numEvents
 )
 

@@ -183,27 +183,13 @@ type ethtoolValue struct {
 	cmd, data uint32
 }
 
-// ifreqData is struct ifreq with its ifr_data member, the SIOCETHTOOL argument.
-type ifreqData struct {
-	name [unix.IFNAMSIZ]byte
-	data unsafe.Pointer
-	_    [24 - unsafe.Sizeof(uintptr(0))]byte
-}
-
 // txChecksumOff turns off the TX checksum offload (ETHTOOL_STXCSUM) of interface name
 // in namespace ns (netns.None(): vxdp's).
 func txChecksumOff(ns netns.NsHandle, name string) error {
 	return inNetns(ns, func() error {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
+		ev := &ethtoolValue{cmd: unix.ETHTOOL_STXCSUM}
+		if err := ethtool(name, unsafe.Pointer(ev)); err != nil {
 			return fmt.Errorf("turn off tx checksum offload: %w", err)
-		}
-		defer unix.Close(fd)
-		ev := ethtoolValue{cmd: unix.ETHTOOL_STXCSUM}
-		ifr := ifreqData{data: unsafe.Pointer(&ev)}
-		copy(ifr.name[:unix.IFNAMSIZ-1], name)
-		if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr))); e != 0 {
-			return fmt.Errorf("turn off tx checksum offload: %w", e)
 		}
 		return nil
 	})
@@ -333,7 +319,7 @@ func (v *VTEP) runVeth(t *tap, c *counters) {
 // so the only copy is the one into the underlay's TX frames. The batch goes back to the
 // fill ring once it is transmitted.
 func (v *VTEP) readVeth(t *tap, s *xsk.Socket, c *counters) {
-	e := newEgress(v, t, c, v.socks[t.index%len(v.socks)])
+	e := newEgress(v, t, c, v.txSocket(t.index))
 	descs := make([]xsk.Desc, batchSize)
 	for {
 		n := s.Receive(descs)

@@ -84,10 +84,13 @@ type VTEP struct {
 	// xdpFinal holds the XDP counters as Run began to stop, for the exit log.
 	xdpFinal finalXDP
 
-	readers sync.WaitGroup // queue readers
-	mergers sync.WaitGroup // queue mergers
-	writers sync.WaitGroup // port readers
-	others  sync.WaitGroup // resolver, FDB expiry, clock, link watch
+	depth int // micro-flows in flight per queue
+
+	queueWatch sync.WaitGroup // runQueueWatch, which adds queues: waited for first
+	readers    sync.WaitGroup // queue readers
+	mergers    sync.WaitGroup // queue mergers
+	writers    sync.WaitGroup // port readers
+	others     sync.WaitGroup // resolver, FDB expiry, clock, link watch
 }
 
 // network is one VNI at run time.
@@ -168,16 +171,15 @@ func (v *VTEP) Run(ctx context.Context) (err error) {
 		"workers", v.cfg.Workers, "microflow", v.cfg.MicroFlow)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	v.queueWatch.Add(1)
+	go func() { defer v.queueWatch.Done(); v.runQueueWatch(ctx) }()
 	v.others.Add(4)
 	go func() { defer v.others.Done(); v.clock.Run(ctx) }()
 	go func() { defer v.others.Done(); v.runLinkWatch(ctx) }()
 	go func() { defer v.others.Done(); v.runResolver(ctx) }()
 	go func() { defer v.others.Done(); v.runExpiry(ctx) }()
 	for _, q := range v.queues {
-		v.readers.Add(1)
-		go func() { defer v.readers.Done(); v.runReader(ctx, q) }()
-		v.mergers.Add(1)
-		go func() { defer v.mergers.Done(); v.runMerger(q) }()
+		v.startQueue(ctx, q)
 	}
 	for _, t := range v.ports {
 		v.writers.Add(1)
@@ -225,45 +227,30 @@ func (v *VTEP) setup() error {
 	if err := v.prog.Configure(bc); err != nil {
 		return fmt.Errorf("configure xdp program: %w", err)
 	}
-	queues := v.underlay.Attrs().NumRxQueues
-	if queues < 1 {
-		queues = 1
-	}
-	for q := 0; q < queues; q++ {
-		s, err := xsk.Open(xsk.Options{
-			Ifindex: v.underlay.Attrs().Index, Queue: q,
-			NumFrames: umemFrames, RingSize: ringSize, TxFrames: txFrames,
-		})
-		if err != nil {
-			return fmt.Errorf("open af_xdp socket on %s queue %d: %w", v.cfg.Underlay, q, err)
-		}
-		v.socks = append(v.socks, s)
-		if err := v.prog.RegisterSocket(q, s.FD()); err != nil {
-			return fmt.Errorf("register af_xdp socket of queue %d: %w", q, err)
-		}
-	}
 	// Each queue may hold inFlight frames between its RX ring and the TAP writes: what the
 	// UMEM's RX part has beyond a full fill ring.
 	inFlight := umemFrames - txFrames - ringSize
-	depth := max(2, inFlight/v.cfg.MicroFlow)
-	for i, s := range v.socks {
-		groLen := 0
-		if v.cfg.Offload {
-			groLen = groBufLen(v.cfg)
-		}
-		q, err := newQueue(i, s, depth, v.cfg.MicroFlow, groLen)
-		if err != nil {
-			return fmt.Errorf("reorder line of queue %d: %w", i, err)
-		}
-		v.queues = append(v.queues, q)
-	}
+	v.depth = max(2, inFlight/v.cfg.MicroFlow)
 	v.workerCnt = make([]counters, v.cfg.Workers)
 	process, err := v.workerFunc() // v.process, unless a test arms faults (faults.go)
 	if err != nil {
 		return err
 	}
-	if v.pool, err = reorder.NewPool(v.cfg.Workers, len(v.queues)*depth, process); err != nil {
+	// The pool's queue has room for every queue the device could ever use, as queues come
+	// into use while vxdp runs (runQueueWatch).
+	attrs := v.underlay.Attrs()
+	maxQueues := max(1, attrs.NumRxQueues)
+	if v.pool, err = reorder.NewPool(v.cfg.Workers, maxQueues*v.depth, process); err != nil {
 		return fmt.Errorf("worker pool: %w", err)
+	}
+	queues, err := queuesInUse(attrs.Name, attrs.Index, maxQueues)
+	if err != nil {
+		return fmt.Errorf("queues of %s: %w", v.cfg.Underlay, err)
+	}
+	for q := 0; q < queues; q++ {
+		if err := v.openQueue(q); err != nil {
+			return err
+		}
 	}
 	for _, nc := range v.cfg.Networks {
 		n := v.nets[nc.VNI]
@@ -308,6 +295,63 @@ func (v *VTEP) setup() error {
 	return nil
 }
 
+// openQueue opens an AF_XDP socket on the underlay's RX queue q, registers it with the
+// XDP program and adds its ingress pipeline (reorder line) as v.queues[q].
+func (v *VTEP) openQueue(q int) error {
+	s, err := xsk.Open(xsk.Options{
+		Ifindex: v.underlay.Attrs().Index, Queue: q,
+		NumFrames: umemFrames, RingSize: ringSize, TxFrames: txFrames,
+	})
+	if err != nil {
+		return fmt.Errorf("open af_xdp socket on %s queue %d: %w", v.cfg.Underlay, q, err)
+	}
+	groLen := 0
+	if v.cfg.Offload {
+		groLen = groBufLen(v.cfg)
+	}
+	qu, err := newQueue(q, s, v.depth, v.cfg.MicroFlow, groLen)
+	if err != nil {
+		s.Close()
+		return fmt.Errorf("reorder line of queue %d: %w", q, err)
+	}
+	if err := v.prog.RegisterSocket(q, s.FD()); err != nil {
+		s.Close()
+		return fmt.Errorf("register af_xdp socket of queue %d: %w", q, err)
+	}
+	v.mu.Lock()
+	v.socks = append(v.socks, s)
+	v.queues = append(v.queues, qu)
+	v.mu.Unlock()
+	return nil
+}
+
+// addQueue opens queue q while vxdp runs and starts its reader and merger.
+func (v *VTEP) addQueue(ctx context.Context, q int) error {
+	if err := v.openQueue(q); err != nil {
+		return err
+	}
+	v.mu.RLock()
+	qu := v.queues[q]
+	v.mu.RUnlock()
+	v.startQueue(ctx, qu)
+	return nil
+}
+
+// startQueue starts the reader and the merger of q.
+func (v *VTEP) startQueue(ctx context.Context, q *queue) {
+	v.readers.Add(1)
+	go func() { defer v.readers.Done(); v.runReader(ctx, q) }()
+	v.mergers.Add(1)
+	go func() { defer v.mergers.Done(); v.runMerger(q) }()
+}
+
+// txSocket is the underlay socket egress of local port index i transmits on.
+func (v *VTEP) txSocket(i int) *xsk.Socket {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.socks[i%len(v.socks)]
+}
+
 // teardown undoes setup in the order that keeps every stage safe and delivers what is in
 // flight: detach XDP so nothing new arrives; close the sockets, which stops the readers;
 // let the workers and mergers finish the micro-flows already taken; hand their frames
@@ -316,6 +360,7 @@ func (v *VTEP) setup() error {
 // by then.
 func (v *VTEP) teardown() error {
 	var errs []error
+	v.queueWatch.Wait() // no queue is added from here on
 	if v.prog != nil {
 		if err := v.prog.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("detach xdp: %w", err))
