@@ -75,10 +75,15 @@ func newTestNode(t testing.TB, cfg Config) *testNode {
 // receive runs one frame through the ingress worker and returns what it counted (the
 // worker's counters before and after) and the inner frames it queued for ports.
 func (tn *testNode) receive(frame []byte) (before, after Counters, out []delivery) {
+	return tn.receiveAt(frame, 1)
+}
+
+// receiveAt is receive at FDB clock time now.
+func (tn *testNode) receiveAt(frame []byte, now uint32) (before, after Counters, out []delivery) {
 	tn.mf.out = tn.mf.out[:0]
 	before.add(tn.w.c)
 	var o packet.Outer
-	tn.w.ingress(frame, &o, 1)
+	tn.w.ingress(frame, &o, now)
 	after.add(tn.w.c)
 	return before, after, tn.mf.out
 }
@@ -310,7 +315,9 @@ func TestFDBFloodOfSourceMACs(t *testing.T) {
 	var learned uint64
 	mac := func(i int) net.HardwareAddr { return net.HardwareAddr{0x02, 0xee, 0, 0, byte(i >> 8), byte(i)} }
 	for i := range macs {
-		before, after, out := tn.receive(withInnerSrc(frame, mac(i)))
+		// One clock tick per MAC, so that the oldest entry is always one of the first: with
+		// one time for all, eviction chooses among equals and any MAC may survive.
+		before, after, out := tn.receiveAt(withInnerSrc(frame, mac(i)), uint32(i+1))
 		if len(out) != 1 {
 			t.Fatalf("frame %d: %d deliveries", i, len(out))
 		}
@@ -332,7 +339,7 @@ func TestFDBFloodOfSourceMACs(t *testing.T) {
 			t.Errorf("MAC %d of the first half survived %d newer ones in a table of %d", i, macs-i-1, cap)
 		}
 	}
-	_, after, out := tn.receive(withInnerSrc(frame, testPortMAC))
+	_, after, out := tn.receiveAt(withInnerSrc(frame, testPortMAC), macs+1)
 	if len(out) != 0 || after.Drops[DropLocalMAC] != 1 {
 		t.Errorf("the port's own MAC from a remote: %d deliveries, local_mac_from_remote %d", len(out), after.Drops[DropLocalMAC])
 	}
