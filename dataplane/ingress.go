@@ -60,6 +60,8 @@ type worker struct {
 	gro    *offload.Coalescer // nil without offloads
 	mf     *microflow         // the micro-flow being processed: where emit appends
 	emitFn offload.EmitFunc   // w.emit, bound once so that passing it allocates nothing
+	// tallies count frames per remote VTEP for runChecksumWatch (checksumwatch.go).
+	tallies []remoteTally
 }
 
 // queue is the ingress state of one AF_XDP socket.
@@ -233,6 +235,9 @@ func (w *worker) ingress(frame []byte, outer *packet.Outer, now uint32) {
 	inner, reason := v.cfg.parseOuter(frame, outer)
 	if reason != packet.DropNone {
 		c.parse[reason].Add(1)
+		if reason == packet.DropUDPChecksum {
+			w.badChecksum(outer.Src)
+		}
 		return
 	}
 	n := v.nets[outer.VNI]
@@ -245,6 +250,7 @@ func (w *worker) ingress(frame []byte, outer *packet.Outer, now uint32) {
 		c.drops[DropRemoteNotInVNI].Add(1)
 		return
 	}
+	w.tally(from.index).passed++
 	if reason := v.cfg.checkInner(inner); reason != packet.DropNone {
 		c.parse[reason].Add(1)
 		c.drops[DropInner].Add(1)

@@ -90,7 +90,7 @@ type VTEP struct {
 	readers    sync.WaitGroup // queue readers
 	mergers    sync.WaitGroup // queue mergers
 	writers    sync.WaitGroup // port readers
-	others     sync.WaitGroup // resolver, FDB expiry, clock, link watch
+	others     sync.WaitGroup // resolver, FDB expiry, clock, link watch, checksum watch
 }
 
 // network is one VNI at run time.
@@ -173,7 +173,8 @@ func (v *VTEP) Run(ctx context.Context) (err error) {
 	defer cancel()
 	v.queueWatch.Add(1)
 	go func() { defer v.queueWatch.Done(); v.runQueueWatch(ctx) }()
-	v.others.Add(4)
+	v.others.Add(5)
+	go func() { defer v.others.Done(); v.runChecksumWatch(ctx) }()
 	go func() { defer v.others.Done(); v.clock.Run(ctx) }()
 	go func() { defer v.others.Done(); v.runLinkWatch(ctx) }()
 	go func() { defer v.others.Done(); v.runResolver(ctx) }()
