@@ -274,7 +274,7 @@ func (w *worker) ingress(frame []byte, outer *packet.Outer, now uint32) {
 				c.drops[DropHairpin].Add(1)
 				return
 			}
-			w.toPort(v.ports[t.Index()], frame[outer.InnerOffset-v.room:outer.InnerOffset+len(inner)])
+			w.toPort(v.ports[t.Index()], frame[outer.InnerOffset-v.room:outer.InnerOffset+len(inner)], outer)
 			return
 		}
 	}
@@ -288,9 +288,13 @@ func (w *worker) ingress(frame []byte, outer *packet.Outer, now uint32) {
 // toPort queues an inner frame for local port t; pkt is the frame behind v.room bytes of
 // room for a virtio_net_hdr. With offloads it goes through the coalescer, tagged with
 // the port, so that only frames for the same port are merged.
-func (w *worker) toPort(t *tap, pkt []byte) {
+func (w *worker) toPort(t *tap, pkt []byte, outer *packet.Outer) {
 	if w.gro != nil && t.veth == nil { // a veth port takes single frames only
-		w.gro.AddWithRoom(pkt, uint32(t.index), w.emitFn)
+		if outer.InnerSumOK { // the outer checksum's pass summed the inner frame: no second one
+			w.gro.AddWithRoomSum(pkt, uint32(t.index), outer.InnerSum, w.emitFn)
+		} else {
+			w.gro.AddWithRoom(pkt, uint32(t.index), w.emitFn)
+		}
 		return
 	}
 	w.mf.out = append(w.mf.out, delivery{t: t, pkt: pkt, frames: 1, bytes: uint32(len(pkt) - w.v.room)})

@@ -136,6 +136,8 @@ type flow struct {
 	nextID  uint16 // IPv4: ID the next segment must have
 	psh     bool   // the last merged segment had PSH
 	lastUse uint64
+	sum     uint16 // the first frame's Sum, if sumOK (AddWithRoomSum)
+	sumOK   bool
 }
 
 // offer is what Add learns about a frame.
@@ -149,6 +151,8 @@ type offer struct {
 	flags   uint8  // TCP flags
 	seq     uint32 // TCP sequence number
 	id      uint16 // IPv4 ID
+	sum     uint16 // the frame's Sum, if sumOK: offered through AddWithRoomSum
+	sumOK   bool
 }
 
 // What classify found.
@@ -189,7 +193,8 @@ func (c *Coalescer) Stats() CoalescerStats { return c.stats }
 // emit already received it. Before that, emit may receive flows this frame closes. See
 // Coalescer for the rules.
 func (c *Coalescer) Add(frame []byte, emit EmitFunc) bool {
-	return c.add(frame, false, 0, emit)
+	var o offer
+	return c.add(frame, false, 0, &o, emit)
 }
 
 // AddWithRoom is Add for a frame with room for its virtio_net_hdr in front of it:
@@ -201,20 +206,34 @@ func (c *Coalescer) Add(frame []byte, emit EmitFunc) bool {
 // where the frame goes: the same flow bytes in two VXLAN networks stay apart), and
 // emit gets the tag back.
 func (c *Coalescer) AddWithRoom(pkt []byte, tag uint32, emit EmitFunc) bool {
-	return c.add(pkt, true, tag, emit)
+	var o offer
+	return c.add(pkt, true, tag, &o, emit)
 }
 
-// add offers a frame: pkt itself, or pkt[HdrLen:] with room.
-func (c *Coalescer) add(pkt []byte, room bool, tag uint32, emit EmitFunc) bool {
+// AddWithRoomSum is AddWithRoom for a frame whose one's complement sum the caller
+// knows to be right: sum is packet.Sum over the whole frame, pkt[HdrLen:], as an outer
+// UDP checksum that verified leaves it (packet.Outer.InnerSum). The transport checksums
+// are then verified from it, without another pass over the payload, and a TCP or UDP
+// frame that leaves unmerged with a checksum that verifies goes out as a merged one does,
+// with VIRTIO_NET_HDR_F_NEEDS_CSUM (CHECKSUM_PARTIAL), so that the receiving kernel does
+// not sum it once more either. Its checksum field then holds the pseudo-header's sum,
+// which the kernel completes should the packet leave the host again.
+func (c *Coalescer) AddWithRoomSum(pkt []byte, tag uint32, sum uint16, emit EmitFunc) bool {
+	o := offer{sum: sum, sumOK: true}
+	return c.add(pkt, true, tag, &o, emit)
+}
+
+// add offers a frame: pkt itself, or pkt[HdrLen:] with room; o holds what the caller
+// knows of it (its sum), classify fills in the rest.
+func (c *Coalescer) add(pkt []byte, room bool, tag uint32, o *offer, emit EmitFunc) bool {
 	frame := pkt
 	if room {
 		frame = pkt[HdrLen:]
 	}
 	c.stats.Frames++
 	c.clock++
-	var o offer
 	o.key.tag = tag
-	switch c.classify(frame, &o) {
+	switch c.classify(frame, o) {
 	case kindOther:
 		c.emitSingle(pkt, room, tag, emit)
 		return false
@@ -224,16 +243,16 @@ func (c *Coalescer) add(pkt []byte, room bool, tag uint32, emit EmitFunc) bool {
 		return false
 	}
 	if f := c.lookup(&o.key); f != nil {
-		if o.cand && c.merge(f, frame, &o, emit) {
+		if o.cand && c.merge(f, frame, o, emit) {
 			return true
 		}
 		c.close(f, emit)
 	}
 	if !o.cand || o.flags&tcpPSH != 0 {
-		c.emitSingle(pkt, room, tag, emit)
+		c.emitChecked(pkt, room, tag, o.key.v6, o.key.proto, o.l4, o.hdrEnd, o.end, o.sum, o.sumOK, emit)
 		return false
 	}
-	c.start(pkt, room, &o, emit)
+	c.start(pkt, room, o, emit)
 	return true
 }
 
@@ -397,6 +416,7 @@ func (c *Coalescer) start(pkt []byte, room bool, o *offer, emit EmitFunc) {
 	f.nextID = o.id + 1
 	f.psh = false
 	f.lastUse = c.clock
+	f.sum, f.sumOK = o.sum, o.sumOK
 }
 
 // merge appends frame's payload to f if the rules allow. It returns false if they do
@@ -437,11 +457,11 @@ func (c *Coalescer) merge(f *flow, frame []byte, o *offer, emit EmitFunc) bool {
 	if f.n+o.payload > limit {
 		return false
 	}
-	if !f.copied && !checksumsValid(f.first, f.l4, f.n, f.key.v6, f.key.proto) {
+	if !f.copied && !checksumsValid(f.first, f.l4, f.n, f.key.v6, f.key.proto, f.sum, f.sumOK) {
 		c.stats.BadChecksum++
 		return false
 	}
-	if !checksumsValid(frame, o.l4, o.end, f.key.v6, f.key.proto) {
+	if !checksumsValid(frame, o.l4, o.end, f.key.v6, f.key.proto, o.sum, o.sumOK) {
 		c.stats.BadChecksum++
 		o.cand = false
 		return false
@@ -505,12 +525,20 @@ func sameHeaders(head, frame []byte, o *offer, v6 bool, proto uint8) bool {
 }
 
 // checksumsValid verifies the IPv4 header checksum (if IPv4) and the transport
-// checksum of the IP packet frame[ethLen:end] whose transport header is at l4.
-func checksumsValid(frame []byte, l4, end int, v6 bool, proto uint8) bool {
+// checksum of the IP packet frame[ethLen:end] whose transport header is at l4. With
+// sumOK, sum is the whole frame's Sum: the transport part's is what remains once the
+// headers' is taken away (one's complement subtraction), so only the headers are read,
+// if the frame ends with its IP packet (no Ethernet padding) and l4 is even (it is, for
+// the headers classify takes).
+func checksumsValid(frame []byte, l4, end int, v6 bool, proto uint8, sum uint16, sumOK bool) bool {
 	if !v6 && packet.Checksum(frame[ethLen:l4], 0) != 0 {
 		return false
 	}
-	return packet.Checksum(frame[l4:end], addrSum(frame, v6)+uint32(proto)+uint32(end-l4)) == 0
+	pseudo := addrSum(frame, v6) + uint32(proto) + uint32(end-l4)
+	if sumOK && end == len(frame) && l4%2 == 0 {
+		return packet.Checksum(nil, pseudo+uint32(sum)+uint32(^packet.Sum(frame[:l4], 0))) == 0
+	}
+	return packet.Checksum(frame[l4:end], pseudo) == 0
 }
 
 // close emits f and frees its slot.
@@ -519,7 +547,7 @@ func (c *Coalescer) close(f *flow, emit EmitFunc) {
 	if !f.copied {
 		pkt := f.pkt
 		f.first, f.pkt = nil, nil
-		c.emitSingle(pkt, f.room, f.key.tag, emit)
+		c.emitChecked(pkt, f.room, f.key.tag, f.key.v6, f.key.proto, f.l4, f.hdrEnd, f.n, f.sum, f.sumOK, emit)
 		return
 	}
 	f.copied = false
@@ -567,6 +595,34 @@ func (c *Coalescer) close(f *flow, emit EmitFunc) {
 	c.stats.SuperFrames++
 	c.stats.Merged += uint64(f.segs)
 	emit(f.key.tag, buf[:HdrLen], b)
+}
+
+// emitChecked lets a frame out unmerged: as emitSingle does, unless its sum is known
+// (AddWithRoomSum) and its transport checksum verifies by it, in which case it goes out
+// with VIRTIO_NET_HDR_F_NEEDS_CSUM and the pseudo-header's sum in its checksum field, as
+// a super-frame does, so that the receiver takes it as verified. v6, proto, l4, hdrEnd
+// and end describe the frame as classify found it.
+func (c *Coalescer) emitChecked(pkt []byte, room bool, tag uint32, v6 bool, proto uint8, l4, hdrEnd, end int,
+	sum uint16, sumOK bool, emit EmitFunc) {
+	if !room || !sumOK || (proto != protoTCP && proto != protoUDP) {
+		c.emitSingle(pkt, room, tag, emit)
+		return
+	}
+	frame := pkt[HdrLen:]
+	if !checksumsValid(frame, l4, end, v6, proto, sum, sumOK) ||
+		proto == protoUDP && be16(frame[l4+6:l4+8]) == 0 { // no UDP checksum: nothing to complete
+		c.emitSingle(pkt, room, tag, emit)
+		return
+	}
+	c.stats.Singles++
+	h := VirtioNetHdr{Flags: FlagNeedsCsum, HdrLen: uint16(hdrEnd), CsumStart: uint16(l4), CsumOffset: tcpCsumOffset}
+	if proto == protoUDP {
+		h.CsumOffset = udpCsumOffset
+	}
+	at := l4 + int(h.CsumOffset)
+	binary.BigEndian.PutUint16(frame[at:at+2], packet.Sum(nil, addrSum(frame, v6)+uint32(proto)+uint32(end-l4)))
+	h.Encode(pkt[:HdrLen])
+	emit(tag, pkt[:HdrLen], frame)
 }
 
 // emitSingle lets a frame out as it came, behind a plain virtio_net_hdr: pkt itself,

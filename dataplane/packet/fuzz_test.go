@@ -72,6 +72,12 @@ func FuzzParseOuter(f *testing.F) {
 		if cap(frame)-cap(inner) != o.InnerOffset {
 			t.Fatal("inner does not share the frame's backing array")
 		}
+		if o.InnerSumOK != (o.UDPChecksum != 0) {
+			t.Fatalf("InnerSumOK %v with UDP checksum %#04x", o.InnerSumOK, o.UDPChecksum)
+		}
+		if o.InnerSumOK && o.InnerSum != Sum(inner, 0) {
+			t.Fatalf("InnerSum %#04x, the inner frame sums to %#04x", o.InnerSum, Sum(inner, 0))
+		}
 		e, err := NewEncap(o.SrcMAC, o.DstMAC, o.Src, o.Dst, testPort, o.VNI, max(o.TTL, 1))
 		if err != nil {
 			t.Fatalf("NewEncap from accepted outer %+v: %v", o, err)

@@ -97,6 +97,13 @@ type Outer struct {
 
 	// InnerOffset is where the inner Ethernet frame starts in the outer frame.
 	InnerOffset int
+	// InnerSum is the folded one's complement sum (Sum) of the inner frame, the UDP
+	// payload behind the VXLAN header, when InnerSumOK: the outer UDP checksum covers the
+	// inner frame, so verifying it sums the inner frame anyway, and InnerSum lets the
+	// inner L4 checksum be verified without summing the payload a second time.
+	InnerSum uint16
+	// InnerSumOK says InnerSum is set: the outer UDP checksum was non-zero and verified.
+	InnerSumOK bool
 }
 
 // ParseOuter checks the outer headers of a VXLAN frame sent to UDP port port
@@ -126,7 +133,8 @@ func ParseOuterPolicy(frame []byte, port uint16, p Policy, o *Outer) (inner []by
 // allow it for tunnels and Linux accepts it on a vxlan device created with
 // udp6zerocsumrx; vxdp accepts it unconditionally since the XDP program
 // already restricts senders to known remote VTEPs. A non-zero UDP checksum is
-// verified, which costs a pass over the whole packet.
+// verified, which costs a pass over the whole packet; that pass leaves the inner
+// frame's sum in o.InnerSum, so that nothing needs to sum the payload again.
 func ParseOuterReserved(frame []byte, port uint16, p Policy, reserved uint64, o *Outer) (inner []byte, r DropReason) {
 	if len(frame) < ethHeaderLen {
 		return nil, DropShortEthernet
@@ -238,11 +246,21 @@ func ParseOuterReserved(frame []byte, port uint16, p Policy, reserved uint64, o 
 	if o.DstPort != port {
 		return nil, DropUDPPort
 	}
+	o.InnerSumOK = false
 	if o.UDPChecksum != 0 {
-		// The length is at most 0xffff, so it is one word of the pseudo-header.
-		if Checksum(udp, pseudo+uint32(udpLen)) != 0 {
+		// The length is at most 0xffff, so it is one word of the pseudo-header. The inner
+		// frame starts 16 bytes (an even count) into the datagram, so its sum on its own
+		// and the headers' add up to the datagram's.
+		var inner uint16
+		head := udp
+		if len(udp) >= udpHeaderLen+vxlanHeaderLen {
+			head = udp[:udpHeaderLen+vxlanHeaderLen]
+			inner = Sum(udp[udpHeaderLen+vxlanHeaderLen:], 0)
+		}
+		if Checksum(head, pseudo+uint32(udpLen)+uint32(inner)) != 0 {
 			return nil, DropUDPChecksum
 		}
+		o.InnerSum, o.InnerSumOK = inner, len(udp) >= udpHeaderLen+vxlanHeaderLen
 	}
 
 	vx := udp[udpHeaderLen:]
