@@ -28,9 +28,11 @@ const (
 	// the kernel builds a copy-mode packet of at most MAX_SKB_FRAGS (17) buffers, and 16
 	// frames of 4 KiB carry 64 KiB, beyond any MTU.
 	MaxChunks = 16
-	// rxHeadroom is where the kernel puts a received packet inside its frame, in bytes:
-	// XDP_PACKET_HEADROOM, plus the UMEM headroom, which is 0 here.
-	rxHeadroom = 256
+	// RxHeadroom is where the kernel puts a received packet (or chunk) inside its frame, in
+	// bytes: XDP_PACKET_HEADROOM, plus the UMEM headroom, which is 0 here. A frame of
+	// FrameSize bytes thus receives at most FrameSize-RxHeadroom bytes of a packet.
+	RxHeadroom = 256
+	rxHeadroom = RxHeadroom
 )
 
 // Options configures Open. The zero value of each size field selects its default.

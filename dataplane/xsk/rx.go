@@ -63,6 +63,33 @@ func (s *Socket) Frame(d Desc) []byte {
 	return s.umem[d.Addr:end:frameEnd]
 }
 
+// Gather copies the packet that starts at descs[0], spanning the descriptors up to the
+// first without Continued, into buf, and returns it (a slice of buf) and how many
+// descriptors it took. It returns a nil packet, still saying how many descriptors the
+// packet spans, if one of them is not a frame of the UMEM (see Frame), if buf is too
+// short, or if descs ends before the packet does. The caller still holds and fills the
+// frames. Gather may be called from any goroutine.
+func (s *Socket) Gather(descs []Desc, buf []byte) (pkt []byte, took int) {
+	n, ok := 0, true
+	for took < len(descs) {
+		d := descs[took]
+		took++
+		chunk := s.Frame(d)
+		if chunk == nil || n+len(chunk) > len(buf) {
+			ok = false
+		} else if ok {
+			n += copy(buf[n:], chunk)
+		}
+		if !d.Continued {
+			if !ok {
+				return nil, took
+			}
+			return buf[:n:n], took
+		}
+	}
+	return nil, took
+}
+
 // FrameWithRoom is Frame with room bytes of the frame in front of the packet: the packet
 // is at [room:]. Those bytes are the headroom the kernel leaves before a received packet
 // (XDP_PACKET_HEADROOM, 256 bytes); while the caller holds the frame they are its to
