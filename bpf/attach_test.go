@@ -139,6 +139,26 @@ func TestAttachNativeAndClose(t *testing.T) {
 	}
 }
 
+// The program declares frags (SEC("xdp.frags")): a veth takes it natively also at an MTU
+// whose frames do not fit a page, where it refuses a program without them ("Peer MTU is
+// too large to set XDP") and Attach would fall back to generic.
+func TestAttachNativeJumbo(t *testing.T) {
+	enterNetns(t, "jumbo")
+	vx0, vx1 := addVeth(t)
+	for _, l := range []netlink.Link{vx0, vx1} {
+		if err := netlink.LinkSetMTU(l, 9000); err != nil {
+			t.Fatalf("set mtu 9000: %v", err)
+		}
+	}
+	p := loadProgram(t, nil)
+	if err := p.Attach(vx0.Attrs().Index); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Mode(); got != ModeNative {
+		t.Errorf("Mode() at MTU 9000 = %q, want %q: does the program still declare frags?", got, ModeNative)
+	}
+}
+
 // A bridge has no native XDP: Attach falls back to generic.
 func TestAttachGenericFallback(t *testing.T) {
 	enterNetns(t, "generic")

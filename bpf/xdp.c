@@ -152,7 +152,12 @@ static __always_inline int is_v4_mapped(const struct vxdp_addr *a)
 	       b[10] == 0xff && b[11] == 0xff;
 }
 
-SEC("xdp")
+// xdp.frags: the program takes frames spread over several buffers (jumbo
+// frames on a veth or a multi-buffer driver), so native XDP stays possible at
+// any MTU. It reads the outer headers only (at most 14 + 4 + 40 + 8 * 8 + 8
+// bytes), which lie in the first buffer, up to a page; a header beyond
+// data_end sends the frame to the kernel as before.
+SEC("xdp.frags")
 int vxdp_rx(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;

@@ -32,6 +32,15 @@ func (n *network) innerTooBig(inner []byte, vlan bool) bool {
 	return len(n.ports) > 0 && len(inner) > limit
 }
 
+// innerLimit is the inner frame length innerTooBig lets through untagged, for the log.
+func (n *network) innerLimit() int {
+	limit := 0
+	for _, t := range n.ports {
+		limit = max(limit, t.port.MTU)
+	}
+	return 14 + limit
+}
+
 // keepXDPCounters saves the XDP program's counters as Run begins to stop: teardown closes
 // the program, and its per-CPU counters go with it, while the exit log still wants them.
 func (v *VTEP) keepXDPCounters() {

@@ -45,6 +45,10 @@ const (
 	DropVLANFromPort
 	// DropInnerTooBig: a remote sent an inner frame larger than its VNI's ports' MTU + 14.
 	DropInnerTooBig
+	// DropTxTooLong: an underlay frame longer than the AF_XDP socket transmits (one UMEM
+	// frame, or xsk.MaxChunks of them with multi-buffer), which the MTU checks at start
+	// rule out.
+	DropTxTooLong
 	numDrops
 )
 
@@ -65,6 +69,7 @@ var dropNames = [numDrops]string{
 	DropVXLANFromPort:  "vxlan_from_port",
 	DropVLANFromPort:   "vlan_from_port",
 	DropInnerTooBig:    "inner_too_big",
+	DropTxTooLong:      "tx_too_long",
 }
 
 // String returns the reason's metric label.

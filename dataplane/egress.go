@@ -3,6 +3,7 @@
 package dataplane
 
 import (
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -118,6 +119,7 @@ func (e *egress) readPlain(buf []byte, size int, now uint32) {
 		return
 	case size > 14+e.mtu:
 		e.c.drops[DropTooBig].Add(1)
+		e.v.frameTooBig(DropTooBig, e.t, netip.Addr{}, size, 14+e.mtu)
 		return
 	}
 	e.forward(buf, packet.Headroom, size, offload.VirtioNetHdr{}, now)
@@ -149,6 +151,7 @@ func (e *egress) readVnet(buf []byte, size int, now uint32) {
 	e.c.outBytes.Add(uint64(size + (frames-1)*hl))
 	if hdr.GSOType == offload.GSONone && size > 14+e.mtu {
 		e.c.drops[DropTooBig].Add(1)
+		e.v.frameTooBig(DropTooBig, e.t, netip.Addr{}, size, 14+e.mtu)
 		return
 	}
 	e.forward(buf, off, size, hdr, now)
@@ -327,9 +330,17 @@ func (e *egress) flush() {
 // and the container's TCP slows down, instead of losing segments. Only frames that still
 // find no room after txWait are dropped and counted.
 func (e *egress) transmit(frames [][]byte) {
+	kept := frames[:0] // the caller's scratch list, compacted in place
 	for _, f := range frames {
+		if len(f) > e.sock.MaxTxLen() {
+			e.c.drops[DropTxTooLong].Add(1)
+			e.v.frameTooBig(DropTxTooLong, e.t, netip.Addr{}, len(f), e.sock.MaxTxLen())
+			continue
+		}
 		e.c.txBytes.Add(uint64(len(f)))
+		kept = append(kept, f)
 	}
+	frames = kept
 	posted := e.sock.Transmit(frames)
 	for waited := time.Duration(0); posted < len(frames) && waited < txWait; waited += txPause {
 		time.Sleep(txPause)

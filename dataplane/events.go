@@ -3,6 +3,7 @@
 package dataplane
 
 import (
+	"net/netip"
 	"sync/atomic"
 	"time"
 )
@@ -19,6 +20,7 @@ type eventKind uint8
 const (
 	eventTAPWrite  eventKind = iota // a TAP write failed
 	eventTxFull                     // frames found no room on the AF_XDP TX ring
+	eventTooBig                     // a frame dropped for its size
 	eventQueueRead                  // the underlay's queues in use could not be read
 	numEvents
 )
@@ -77,4 +79,19 @@ func (v *VTEP) txFull(t *tap, dropped int) {
 	if n, ok := v.events.allow(eventTxFull); ok {
 		v.log.Warn("af_xdp tx ring full; frames dropped", "port", t.port.dev(), "dropped", dropped, "suppressed", n)
 	}
+}
+
+// frameTooBig logs a frame of size bytes dropped for being larger than limit (counted
+// under d by the caller), at most once per eventInterval. It came from local port t, or
+// if t is nil from remote VTEP remote. No allocation unless it logs.
+func (v *VTEP) frameTooBig(d Drop, t *tap, remote netip.Addr, size, limit int) {
+	n, ok := v.events.allow(eventTooBig)
+	if !ok {
+		return
+	}
+	if t != nil {
+		v.log.Warn("frame dropped for its size", "reason", d.String(), "port", t.port.dev(), "bytes", size, "limit", limit, "suppressed", n)
+		return
+	}
+	v.log.Warn("frame dropped for its size", "reason", d.String(), "remote", remote, "bytes", size, "limit", limit, "suppressed", n)
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -87,5 +88,33 @@ func TestTAPWriteFailedLogs(t *testing.T) {
 	}
 	if got := tp.errs.write.Load(); got != 1+1001 {
 		t.Errorf("port counts %d write errors, want %d", got, 1+1001)
+	}
+}
+
+// TestFrameTooBigLogs checks the size drop's log line, from a port and from a remote, and
+// that a suppressed one allocates nothing: it runs on the drop path of every such frame.
+func TestFrameTooBigLogs(t *testing.T) {
+	var buf bytes.Buffer
+	v := &VTEP{log: slog.New(slog.NewTextHandler(&buf, nil))}
+	tp := &tap{port: Port{TAP: "vxp7"}}
+	v.frameTooBig(DropTooBig, tp, netip.Addr{}, 9015, 9014)
+	line := buf.String()
+	for _, want := range []string{"frame dropped for its size", "reason=too_big", "port=vxp7", "bytes=9015", "limit=9014", "suppressed=0"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("log line %q lacks %q", line, want)
+		}
+	}
+	remote := netip.MustParseAddr("192.0.2.9")
+	if allocs := testing.AllocsPerRun(1000, func() { v.frameTooBig(DropInnerTooBig, nil, remote, 9000, 1464) }); allocs != 0 {
+		t.Errorf("a suppressed size drop allocates %v times", allocs)
+	}
+	v.events.kinds[eventTooBig].next.Store(0) // the interval has passed
+	buf.Reset()
+	v.frameTooBig(DropInnerTooBig, nil, remote, 9000, 1464)
+	line = buf.String()
+	for _, want := range []string{"reason=inner_too_big", "remote=192.0.2.9", "bytes=9000", "limit=1464", "suppressed=1001"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("log line %q lacks %q", line, want)
+		}
 	}
 }

@@ -5,6 +5,8 @@ package dataplane
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"testing"
@@ -34,7 +36,7 @@ func newGRONode(t testing.TB, offloads bool) *groNode {
 	t.Helper()
 	cfg := &Config{Port: 4789, Workers: 1, MicroFlow: 64, Offload: offloads,
 		Networks: []Network{{VNI: 42, Ports: []Port{{TAP: "p42", MTU: 1450}}}, {VNI: 43, Ports: []Port{{TAP: "p43", MTU: 1450}}}}}
-	v := &VTEP{cfg: cfg, nets: map[uint32]*network{}}
+	v := &VTEP{cfg: cfg, nets: map[uint32]*network{}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if offloads {
 		v.room = offload.HdrLen
 	}

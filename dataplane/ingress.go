@@ -33,6 +33,10 @@ type microflow struct {
 	// bufs hold the GRO super-frames the worker builds from this micro-flow's frames,
 	// until the merger has written them (nil without offloads).
 	bufs [][]byte
+	// jumbo holds the frames the worker gathered from several UMEM frames each, until the
+	// merger has written them (nil without multi-buffer sockets). Room for every byte
+	// descs can hold, so a micro-flow's frames always fit.
+	jumbo []byte
 }
 
 // delivery is one TAP write for one local port: an inner frame or, with offloads, a
@@ -79,15 +83,23 @@ type queue struct {
 
 // newQueue prepares the reorder line of socket s; depth micro-flows of batch frames each
 // may be in flight, each with groBufs super-frame buffers of groBufLen bytes if
-// groBufLen > 0.
+// groBufLen > 0. With a multi-buffer socket a micro-flow takes batch UMEM frames, at
+// least a packet's worth (xsk.MaxChunks), and a buffer to gather them into.
 func newQueue(index int, s *xsk.Socket, depth, batch, groBufLen int) (*queue, error) {
 	q := &queue{index: index, sock: s}
+	descs := batch
+	if s.MultiBuffer() {
+		descs = max(batch, xsk.MaxChunks)
+	}
 	line, err := reorder.NewLine(reorder.Config[microflow]{
 		Depth: depth,
 		Init: func(mf *microflow) {
 			mf.q = q
-			mf.descs = make([]xsk.Desc, batch)
-			mf.out = make([]delivery, 0, batch)
+			mf.descs = make([]xsk.Desc, descs)
+			mf.out = make([]delivery, 0, descs)
+			if s.MultiBuffer() {
+				mf.jumbo = make([]byte, descs*(s.FrameSize()-xsk.RxHeadroom))
+			}
 			if groBufLen > 0 {
 				mf.bufs = make([][]byte, groBufs)
 				for i := range mf.bufs {
@@ -216,8 +228,21 @@ func (v *VTEP) process(worker int, mf *microflow) {
 	now := v.clock.Now()
 	var outer packet.Outer
 	v.mu.RLock() // once per micro-flow: the ports, networks and remotes hold still
-	for i := range mf.descs[:mf.n] {
-		w.ingress(mf.q.sock.Frame(mf.descs[i]), &outer, now)
+	sock, jumbo := mf.q.sock, mf.jumbo
+	for i := 0; i < mf.n; {
+		d := &mf.descs[i]
+		if !d.Continued {
+			w.ingress(sock.Frame(*d), &outer, now)
+			i++
+			continue
+		}
+		// A frame over several UMEM frames: gathered, then as any other. Gather fails
+		// only for descriptors the kernel would not give, which the parser counts as a
+		// runt (nil frame).
+		frame, took := sock.Gather(mf.descs[i:mf.n], jumbo)
+		jumbo = jumbo[len(frame):]
+		w.ingress(frame, &outer, now)
+		i += took
 	}
 	if w.gro != nil {
 		w.gro.Flush(w.emitFn)
@@ -258,6 +283,7 @@ func (w *worker) ingress(frame []byte, outer *packet.Outer, now uint32) {
 	}
 	if n.innerTooBig(inner, v.cfg.InnerVLAN) {
 		c.drops[DropInnerTooBig].Add(1)
+		v.frameTooBig(DropInnerTooBig, nil, outer.Src, len(inner), n.innerLimit())
 		return
 	}
 	switch n.fdb.Learn(fdb.MACFrom(inner[6:12]), fdb.RemoteVTEP(from.index), now) {

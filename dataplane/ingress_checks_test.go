@@ -5,6 +5,8 @@ package dataplane
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"testing"
@@ -39,7 +41,7 @@ func newTestNode(t testing.TB, cfg Config) *testNode {
 	if cfg.FDBMax == 0 {
 		cfg.FDBMax = 64
 	}
-	v := &VTEP{cfg: &cfg, nets: map[uint32]*network{}}
+	v := &VTEP{cfg: &cfg, nets: map[uint32]*network{}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	r1 := &remote{index: 0, addr: netip.AddrFrom4([4]byte(testRemote))}
 	r2 := &remote{index: 1, addr: netip.MustParseAddr("192.0.2.3")}
 	v.remotes = []*remote{r1, r2}

@@ -109,6 +109,10 @@ func (v *VTEP) reloadable(cfg *Config) error {
 	a, b := *v.cfg, *cfg
 	a.Networks, b.Networks = nil, nil
 	if reflect.DeepEqual(a, b) {
+		if needsMultiBuffer(cfg) && !v.multiBuffer {
+			return fmt.Errorf("%w: a port mtu of %d needs multi-buffer af_xdp sockets, which vxdp opens at start only when a port needs them (largest port mtu without: %d)",
+				ErrReload, maxPortMTU(cfg), singleBufferMTU(cfg))
+		}
 		return nil
 	}
 	var fields []string

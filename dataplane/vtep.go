@@ -52,10 +52,13 @@ type VTEP struct {
 	underlay netlink.Link
 	srcMAC   [6]byte
 
-	prog   *bpf.Program
-	socks  []*xsk.Socket
-	queues []*queue // one per socket: the ingress pipeline's reader, line and merger
-	pool   *reorder.Pool[microflow]
+	prog  *bpf.Program
+	socks []*xsk.Socket
+	// multiBuffer: the ports' MTU makes underlay frames longer than one UMEM frame, so the
+	// sockets are bound with XDP_USE_SG (jumbo.go). Set by New.
+	multiBuffer bool
+	queues      []*queue // one per socket: the ingress pipeline's reader, line and merger
+	pool        *reorder.Pool[microflow]
 	// mu guards what Reload changes: ports, nets, remotes, portCnt, networks, and the
 	// networks' remotes, encaps and ports. Every stage that reads them takes it shared,
 	// once per batch (a micro-flow, a TAP read batch, a resolver pass), never per frame;
@@ -144,7 +147,7 @@ func New(cfg *Config, log *slog.Logger) (*VTEP, error) {
 			}
 		}
 	}
-	v := &VTEP{cfg: cfg, log: log, underlay: link, resolve: make(chan struct{}, 1)}
+	v := &VTEP{cfg: cfg, log: log, underlay: link, resolve: make(chan struct{}, 1), multiBuffer: needsMultiBuffer(cfg)}
 	if cfg.Offload {
 		v.room = offload.HdrLen
 	}
@@ -167,7 +170,8 @@ func (v *VTEP) Run(ctx context.Context) (err error) {
 	}
 	v.life.running()
 	v.log.Info("vxdp running", "underlay", v.cfg.Underlay, "local", v.cfg.Local, "port", v.cfg.Port,
-		"xdp_mode", v.prog.Mode(), "queues", len(v.socks), "zerocopy", v.socks[0].ZeroCopy(), "ports", len(v.ports),
+		"xdp_mode", v.prog.Mode(), "queues", len(v.socks), "zerocopy", v.socks[0].ZeroCopy(),
+		"multibuffer", v.multiBuffer, "ports", len(v.ports),
 		"workers", v.cfg.Workers, "microflow", v.cfg.MicroFlow)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -302,7 +306,11 @@ func (v *VTEP) openQueue(q int) error {
 	s, err := xsk.Open(xsk.Options{
 		Ifindex: v.underlay.Attrs().Index, Queue: q,
 		NumFrames: umemFrames, RingSize: ringSize, TxFrames: txFrames,
+		MultiBuffer: v.multiBuffer,
 	})
+	if errors.Is(err, xsk.ErrNoMultiBuffer) {
+		return errNoMultiBuffer(v.cfg, err)
+	}
 	if err != nil {
 		return fmt.Errorf("open af_xdp socket on %s queue %d: %w", v.cfg.Underlay, q, err)
 	}

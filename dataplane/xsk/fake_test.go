@@ -19,7 +19,8 @@ type fakeKernel struct {
 	s          *Socket
 	fill, comp ring[uint64]
 	rx, tx     ring[unix.XDPDesc]
-	sent       [][]byte // copies of transmitted frames, if keepSent
+	sent       [][]byte       // copies of transmitted frames, if keepSent
+	sentDescs  []unix.XDPDesc // their descriptors, if keepSent
 	keepSent   bool
 	sentN      int
 }
@@ -67,6 +68,7 @@ func (k *fakeKernel) send() int {
 		d := k.tx.entries[(k.tx.cachedCons+i)&k.tx.mask]
 		if k.keepSent {
 			k.sent = append(k.sent, bytes.Clone(k.s.umem[d.Addr:d.Addr+uint64(d.Len)]))
+			k.sentDescs = append(k.sentDescs, d)
 		}
 		k.comp.entries[(k.comp.cachedProd+i)&k.comp.mask] = d.Addr
 	}

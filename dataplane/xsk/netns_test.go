@@ -59,6 +59,14 @@ func run(tb testing.TB, name string, args ...string) {
 // all, even on failure.
 func newVethNet(tb testing.TB, queues int) *vethNet {
 	tb.Helper()
+	return newVethNetMTU(tb, queues, 0)
+}
+
+// newVethNetMTU is newVethNet with both ends at mtu (0 leaves the default) and, for an mtu,
+// an XDP program that declares frags (BPF_F_XDP_HAS_FRAGS, what SEC("xdp.frags") sets), so
+// that native XDP on the veth takes frames longer than a page.
+func newVethNetMTU(tb testing.TB, queues, mtu int) *vethNet {
+	tb.Helper()
 	requireRoot(tb)
 	if _, err := exec.LookPath("ip"); err != nil {
 		tb.Fatalf("the xsk tests need iproute2's ip: %v", err)
@@ -78,6 +86,13 @@ func newVethNet(tb testing.TB, queues int) *vethNet {
 		"type", "veth", "peer", "name", "veth-b", "numtxqueues", q, "numrxqueues", q)
 	run(tb, "ip", "-n", n.name, "link", "set", "dev", "veth-a", "up")
 	run(tb, "ip", "-n", n.name, "link", "set", "dev", "veth-b", "up")
+	var progFlags uint32
+	if mtu > 0 {
+		for _, dev := range []string{"veth-a", "veth-b"} {
+			run(tb, "ip", "-n", n.name, "link", "set", "dev", dev, "mtu", fmt.Sprint(mtu))
+		}
+		progFlags = unix.BPF_F_XDP_HAS_FRAGS
+	}
 
 	xsks, err := ebpf.NewMap(&ebpf.MapSpec{
 		Name: "xsks", Type: ebpf.XSKMap, KeySize: 4, ValueSize: 4, MaxEntries: uint32(queues),
@@ -90,6 +105,7 @@ func newVethNet(tb testing.TB, queues int) *vethNet {
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 		Name:    "redirect_xsk",
 		Type:    ebpf.XDP,
+		Flags:   progFlags,
 		License: "GPL",
 		Instructions: asm.Instructions{
 			// return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);

@@ -24,9 +24,15 @@ const (
 	maxNumFrames = 1 << 20
 	// maxRingSize bounds each ring's descriptor count; far beyond any useful batch depth.
 	maxRingSize = 1 << 18
-	// rxHeadroom is where the kernel puts a received packet inside its frame, in bytes:
-	// XDP_PACKET_HEADROOM, plus the UMEM headroom, which is 0 here.
-	rxHeadroom = 256
+	// MaxChunks is the most frames one packet may span with Options.MultiBuffer, both ways:
+	// the kernel builds a copy-mode packet of at most MAX_SKB_FRAGS (17) buffers, and 16
+	// frames of 4 KiB carry 64 KiB, beyond any MTU.
+	MaxChunks = 16
+	// RxHeadroom is where the kernel puts a received packet (or chunk) inside its frame, in
+	// bytes: XDP_PACKET_HEADROOM, plus the UMEM headroom, which is 0 here. A frame of
+	// FrameSize bytes thus receives at most FrameSize-RxHeadroom bytes of a packet.
+	RxHeadroom = 256
+	rxHeadroom = RxHeadroom
 )
 
 // Options configures Open. The zero value of each size field selects its default.
@@ -53,6 +59,13 @@ type Options struct {
 	TxFrames int
 	// ForceCopy binds in copy mode (XDP_COPY) without trying zero-copy first.
 	ForceCopy bool
+	// MultiBuffer binds with XDP_USE_SG: a packet longer than a frame is received into
+	// several frames (Desc.Continued links them) and Transmit takes packets up to
+	// MaxChunks frames long, cutting them across frames. Copy mode has it since Linux 6.6,
+	// zero-copy where the driver supports it; Open fails with ErrNoMultiBuffer otherwise.
+	// The XDP program that redirects to the socket must declare frags (xdp.frags) for a
+	// driver to hand it packets longer than a page.
+	MultiBuffer bool
 }
 
 // withDefaults returns o with every zero size replaced by its default, then validated.

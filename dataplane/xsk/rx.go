@@ -11,9 +11,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Receive takes up to len(descs) packets from the RX ring without blocking and returns how
-// many it stored in descs. The caller then holds those frames: their bytes, from Frame,
-// stay valid until it hands them back with Fill. RX side: one goroutine.
+// Receive takes up to len(descs) descriptors from the RX ring without blocking and returns
+// how many it stored in descs. The caller then holds those frames: their bytes, from Frame,
+// stay valid until it hands them back with Fill. With multi-buffer it takes whole packets
+// only (a packet's last descriptor has Continued clear), so descs must have room for
+// MaxChunks descriptors or a long packet may never fit. RX side: one goroutine.
 func (s *Socket) Receive(descs []Desc) int {
 	s.life.RLock()
 	if s.closed.Load() {
@@ -23,10 +25,17 @@ func (s *Socket) Receive(descs []Desc) int {
 	want := uint32(min(len(descs), int(s.rx.size())))
 	n := s.rx.avail(want)
 	idx := s.rx.cachedCons
+	if s.multiBuffer {
+		// The kernel publishes a packet's descriptors together, so only a cut by want
+		// leaves a packet's head without its tail: that part stays for the next call.
+		for n > 0 && s.rx.entries[(idx+n-1)&s.rx.mask].Options&unix.XDP_PKT_CONTD != 0 {
+			n--
+		}
+	}
 	numFrames := uint64(len(s.umem)) >> s.frameShift
 	for i := range descs[:n] {
 		e := &s.rx.entries[(idx+uint32(i))&s.rx.mask]
-		descs[i] = Desc{Addr: e.Addr, Len: e.Len}
+		descs[i] = Desc{Addr: e.Addr, Len: e.Len, Continued: e.Options&unix.XDP_PKT_CONTD != 0}
 		if f := e.Addr >> s.frameShift; f < numFrames {
 			s.held[f/64] |= 1 << (f % 64)
 		}
@@ -52,6 +61,33 @@ func (s *Socket) Frame(d Desc) []byte {
 		return nil
 	}
 	return s.umem[d.Addr:end:frameEnd]
+}
+
+// Gather copies the packet that starts at descs[0], spanning the descriptors up to the
+// first without Continued, into buf, and returns it (a slice of buf) and how many
+// descriptors it took. It returns a nil packet, still saying how many descriptors the
+// packet spans, if one of them is not a frame of the UMEM (see Frame), if buf is too
+// short, or if descs ends before the packet does. The caller still holds and fills the
+// frames. Gather may be called from any goroutine.
+func (s *Socket) Gather(descs []Desc, buf []byte) (pkt []byte, took int) {
+	n, ok := 0, true
+	for took < len(descs) {
+		d := descs[took]
+		took++
+		chunk := s.Frame(d)
+		if chunk == nil || n+len(chunk) > len(buf) {
+			ok = false
+		} else if ok {
+			n += copy(buf[n:], chunk)
+		}
+		if !d.Continued {
+			if !ok {
+				return nil, took
+			}
+			return buf[:n:n], took
+		}
+	}
+	return nil, took
 }
 
 // FrameWithRoom is Frame with room bytes of the frame in front of the packet: the packet

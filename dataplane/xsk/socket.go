@@ -17,11 +17,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Desc is one received packet: where it lies in the UMEM. Addr is the offset of its first
-// byte (inside the frame, after the kernel's headroom) and Len its length in bytes.
+// Desc is one received packet, or with Options.MultiBuffer one chunk of it: where it lies
+// in the UMEM. Addr is the offset of its first byte (inside the frame, after the kernel's
+// headroom) and Len its length in bytes. Continued says the packet goes on in the next
+// descriptor (the kernel's XDP_PKT_CONTD): a packet is a run of descriptors with Continued
+// set, ended by one without.
 type Desc struct {
-	Addr uint64
-	Len  uint32
+	Addr      uint64
+	Len       uint32
+	Continued bool
 }
 
 // Socket is one AF_XDP socket bound to one queue of one interface, with its own UMEM.
@@ -38,7 +42,10 @@ type Socket struct {
 	frameShift uint   // log2(frameSize)
 	rxBase     uint64 // the TX part is [0, rxBase), the RX part [rxBase, len(umem))
 	zeroCopy   bool
-	waitFn     func(uintptr) bool // s.rxReady, bound once so Wait does not allocate
+	// multiBuffer: bound with XDP_USE_SG, so a packet may span several frames both ways.
+	multiBuffer bool
+	maxTxLen    uint32             // the longest packet Transmit takes: a frame, or MaxChunks of them
+	waitFn      func(uintptr) bool // s.rxReady, bound once so Wait does not allocate
 
 	// life orders teardown against every other method: each holds it shared for one call,
 	// Close holds it exclusively while it closes the fd and unmaps the rings.
@@ -187,6 +194,7 @@ func setup(fd int, o Options) (*Socket, error) {
 		return s, fmt.Errorf("lay out tx ring: %w", err)
 	}
 	s.init(uint32(o.FrameSize), o.TxFrames, fill, comp, rx, tx)
+	s.setMultiBuffer(o.MultiBuffer)
 
 	if s.zeroCopy, err = bind(fd, o); err != nil {
 		return s, err
@@ -210,18 +218,29 @@ func setup(fd int, o Options) (*Socket, error) {
 // zero-copy is in use.
 func bind(fd int, o Options) (bool, error) {
 	sa := &unix.SockaddrXDP{Ifindex: uint32(o.Ifindex), QueueID: uint32(o.Queue)}
+	var sg uint16
+	mode := ""
+	if o.MultiBuffer {
+		sg, mode = unix.XDP_USE_SG, ", multi-buffer"
+	}
 	var zcErr error
 	if !o.ForceCopy {
-		sa.Flags = unix.XDP_ZEROCOPY | unix.XDP_USE_NEED_WAKEUP
+		sa.Flags = unix.XDP_ZEROCOPY | unix.XDP_USE_NEED_WAKEUP | sg
 		zcErr = unix.Bind(fd, sa)
 		if zcErr != nil && !zeroCopyUnsupported(zcErr) {
-			return false, fmt.Errorf("bind af_xdp socket to ifindex %d queue %d (zero-copy): %w", o.Ifindex, o.Queue, zcErr)
+			return false, fmt.Errorf("bind af_xdp socket to ifindex %d queue %d (zero-copy%s): %w", o.Ifindex, o.Queue, mode, zcErr)
 		}
 	}
 	if o.ForceCopy || zcErr != nil {
-		sa.Flags = unix.XDP_COPY | unix.XDP_USE_NEED_WAKEUP
+		sa.Flags = unix.XDP_COPY | unix.XDP_USE_NEED_WAKEUP | sg
 		if err := unix.Bind(fd, sa); err != nil {
-			return false, fmt.Errorf("bind af_xdp socket to ifindex %d queue %d (copy): %w", o.Ifindex, o.Queue, err)
+			err = fmt.Errorf("bind af_xdp socket to ifindex %d queue %d (copy%s): %w", o.Ifindex, o.Queue, mode, err)
+			if o.MultiBuffer && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP)) {
+				// Before Linux 6.6 the flag is unknown (EINVAL); a driver without
+				// multi-buffer support refuses it (EOPNOTSUPP).
+				err = errors.Join(ErrNoMultiBuffer, err)
+			}
+			return false, err
 		}
 	}
 	var opts uint32
@@ -246,6 +265,7 @@ func (s *Socket) init(frameSize uint32, txFrames int, fill, comp ring[uint64], r
 	s.frameShift = uint(bits.TrailingZeros32(frameSize))
 	s.rxBase = uint64(txFrames) * uint64(frameSize)
 	s.fill, s.comp, s.rx, s.tx = fill, comp, rx, tx
+	s.setMultiBuffer(false)
 	s.waitFn = s.rxReady
 	s.held = make([]uint64, (numFrames+63)/64)
 	rxFrames := numFrames - txFrames
@@ -259,6 +279,23 @@ func (s *Socket) init(frameSize uint32, txFrames int, fill, comp ring[uint64], r
 		s.txFree = append(s.txFree, uint64(f)*uint64(frameSize))
 	}
 }
+
+// setMultiBuffer sets what Options.MultiBuffer decides once the rings are laid out.
+func (s *Socket) setMultiBuffer(on bool) {
+	s.multiBuffer = on
+	s.maxTxLen = s.frameSize
+	if on {
+		s.maxTxLen = s.frameSize * MaxChunks
+	}
+}
+
+// MultiBuffer reports whether the socket was bound with XDP_USE_SG: a packet may then span
+// several frames (see Desc.Continued) and Transmit takes packets up to MaxTxLen.
+func (s *Socket) MultiBuffer() bool { return s.multiBuffer }
+
+// MaxTxLen returns the longest packet Transmit takes, in bytes: FrameSize, or with
+// multi-buffer MaxChunks frames.
+func (s *Socket) MaxTxLen() int { return int(s.maxTxLen) }
 
 // FD returns the socket's file descriptor, for registration in an XSKMAP. It stays valid
 // until Close.
@@ -355,19 +392,21 @@ type Stats struct {
 	// TxRingEmpty counts the times the kernel found the TX ring empty.
 	TxRingEmpty uint64
 
-	// Received counts descriptors Receive took from the RX ring.
+	// Received counts descriptors Receive took from the RX ring (with multi-buffer, one
+	// per chunk).
 	Received uint64
 	// Filled counts frames Fill took back (posted to the fill ring or kept aside).
 	Filled uint64
 	// FillRefused counts descriptors Fill refused: not a frame the caller held.
 	FillRefused uint64
-	// Transmitted counts frames Transmit posted to the TX ring.
+	// Transmitted counts frames Transmit posted to the TX ring: one per packet, or with
+	// multi-buffer as many as a long packet spans.
 	Transmitted uint64
 	// Completed counts TX frames the kernel returned through the completion ring.
 	Completed uint64
 	// TxNoRoom counts frames Transmit could not post: no free TX frame or no ring room.
 	TxNoRoom uint64
-	// TxTooLong counts frames Transmit dropped for being empty or longer than FrameSize.
+	// TxTooLong counts frames Transmit dropped for being empty or longer than MaxTxLen.
 	TxTooLong uint64
 	// RxKicks and TxKicks count the wakeup syscalls made for the fill and TX rings.
 	RxKicks, TxKicks uint64

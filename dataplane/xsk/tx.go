@@ -8,18 +8,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Transmit copies each frame into a free TX frame of the UMEM, posts them to the TX ring
+// Transmit copies each frame into free TX frames of the UMEM, posts them to the TX ring
 // together and wakes the kernel once if it asks for it. It first reclaims the frames the
-// kernel has completed. It returns n: frames[:n] were handled (posted, or dropped and
-// counted in Stats.TxTooLong for being empty or longer than FrameSize), frames[n:] were
-// not posted for lack of a free TX frame (counted in Stats.TxNoRoom); the caller may retry
-// or drop them. Transmit(nil) only reclaims and pushes out what an earlier call left in
-// the ring. Safe for several goroutines: it takes a mutex once per call.
+// kernel has completed. A frame longer than FrameSize (with multi-buffer, up to MaxTxLen)
+// is cut across several TX frames whose descriptors but the last carry XDP_PKT_CONTD; it
+// is still one copy. It returns n: frames[:n] were handled (posted, or dropped and counted
+// in Stats.TxTooLong for being empty or longer than MaxTxLen), frames[n:] were not posted
+// for lack of free TX frames (counted in Stats.TxNoRoom); the caller may retry or drop
+// them. Transmit(nil) only reclaims and pushes out what an earlier call left in the ring.
+// Safe for several goroutines: it takes a mutex once per call.
 //
 // In copy mode the kernel sends from the TX ring inside the sendto, a bounded number of
 // frames per call (32 by default), so Transmit repeats the sendto while the kernel makes
 // progress.
 func (s *Socket) Transmit(frames [][]byte) int {
+	tooLong, n := 0, 0
 	s.life.RLock()
 	if s.closed.Load() {
 		s.life.RUnlock()
@@ -27,26 +30,33 @@ func (s *Socket) Transmit(frames [][]byte) int {
 	}
 	s.txMu.Lock()
 	s.reapLocked()
-	room := min(uint32(len(s.txFree)), s.tx.free(uint32(min(len(frames), int(s.tx.size())))))
+	room := min(uint32(len(s.txFree)), s.tx.free(s.tx.size()))
 	idx := s.tx.cachedProd
 	k := uint32(0)
-	tooLong := 0
-	n := 0
+	fs := int(s.frameSize)
 	for ; n < len(frames); n++ {
 		f := frames[n]
-		if len(f) == 0 || len(f) > int(s.frameSize) {
+		if len(f) == 0 || len(f) > int(s.maxTxLen) {
 			tooLong++
 			continue
 		}
-		if k == room {
+		chunks := uint32((len(f) + fs - 1) / fs)
+		if room-k < chunks {
 			break
 		}
-		top := len(s.txFree) - 1
-		addr := s.txFree[top]
-		s.txFree = s.txFree[:top]
-		copy(s.umem[addr:addr+uint64(s.frameSize)], f)
-		s.tx.entries[(idx+k)&s.tx.mask] = unix.XDPDesc{Addr: addr, Len: uint32(len(f))}
-		k++
+		for len(f) > 0 {
+			top := len(s.txFree) - 1
+			addr := s.txFree[top]
+			s.txFree = s.txFree[:top]
+			c := copy(s.umem[addr:addr+uint64(fs)], f)
+			f = f[c:]
+			var opt uint32
+			if len(f) > 0 {
+				opt = unix.XDP_PKT_CONTD
+			}
+			s.tx.entries[(idx+k)&s.tx.mask] = unix.XDPDesc{Addr: addr, Len: uint32(c), Options: opt}
+			k++
+		}
 	}
 	if k > 0 {
 		s.tx.submit(k)
