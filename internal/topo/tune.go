@@ -88,3 +88,27 @@ func SockFlowEntries() (int, error) {
 	}
 	return n, nil
 }
+
+// setThreadedNAPI makes ifname in ns poll its receive queues in NAPI threads of their own
+// (/sys/class/net/DEV/threaded = 1), as a NIC's driver can, instead of in the softirq of
+// whichever context raised it. The device must have its NAPI already: a veth has it once
+// it is up with GRO on (the kernel refuses the write otherwise).
+func setThreadedNAPI(ctx context.Context, ns NS, ifname string) error {
+	const script = `echo 1 > /sys/class/net/"$1"/threaded && read v < /sys/class/net/"$1"/threaded && [ "$v" = 1 ]`
+	if _, err := ns.Run(ctx, "sh", "-c", script, "sh", ifname); err != nil {
+		return fmt.Errorf("set threaded napi on %s: %w", ifname, err)
+	}
+	return nil
+}
+
+// ThreadedNAPI reports whether ifname in ns polls in NAPI threads of its own.
+func ThreadedNAPI(ctx context.Context, ns NS, ifname string) (bool, error) {
+	if err := validIfName(ifname); err != nil {
+		return false, fmt.Errorf("read threaded napi: %w", err)
+	}
+	out, err := ns.Run(ctx, "cat", "/sys/class/net/"+ifname+"/threaded")
+	if err != nil {
+		return false, fmt.Errorf("read threaded napi of %s: %w", ifname, err)
+	}
+	return strings.TrimSpace(out) == "1", nil
+}
