@@ -169,9 +169,13 @@ const (
 	// WireNIC makes the wire behave like a NIC between two hosts, the
 	// default: it carries MTU-sized frames with finished checksums
 	// (segmentation offloads (TSO, GSO, USO, tunnel GSO) and TX checksum
-	// offload off on both ends), and each end receives in batches in its
-	// own NAPI thread, with GRO, as a NIC's driver does (GRO on, which gives
-	// a veth its NAPI, and /sys/class/net/DEV/threaded = 1).
+	// offload off on both ends), each end receives in batches in its own
+	// NAPI thread, with GRO, as a NIC's driver does (GRO on, which gives a
+	// veth its NAPI, and /sys/class/net/DEV/threaded = 1), and each end
+	// sends through a NIC's qdisc (mq with a pfifo_fast per TX queue), so
+	// that a sender faster than the peer's NAPI thread waits as it would
+	// for a full TX ring, instead of losing the frames that do not fit the
+	// peer's 256-frame ring (a veth without a qdisc drops them).
 	WireNIC WireKind = "nic"
 	// WirePlain is a plain veth with the same offloads off and GRO off as
 	// well: without NAPI, the receiving end's whole path runs inside the
@@ -331,6 +335,9 @@ func (t *Topology) build(ctx context.Context) error {
 	if t.WireKind == WireNIC {
 		for _, s := range []Side{SideA, SideB} {
 			if err := setThreadedNAPI(ctx, t.Host(s), t.Wire(s)); err != nil {
+				return err
+			}
+			if err := setNICQdisc(ctx, t.Host(s), t.Wire(s), t.WireQueues); err != nil {
 				return err
 			}
 		}

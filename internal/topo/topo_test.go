@@ -686,8 +686,8 @@ func TestWireOffloadsOn(t *testing.T) {
 }
 
 // TestWireKinds checks each end of the NIC-like wire (the default) and of
-// the plain one: segmentation and TX checksum offloads off on both, GRO and
-// threaded NAPI on the NIC-like wire only.
+// the plain one: segmentation and TX checksum offloads off on both, GRO,
+// threaded NAPI and a NIC's qdisc on the NIC-like wire only.
 func TestWireKinds(t *testing.T) {
 	requireRoot(t)
 	for _, kind := range []WireKind{"", WirePlain} {
@@ -717,6 +717,16 @@ func TestWireKinds(t *testing.T) {
 			}
 			if threaded != nic {
 				t.Errorf("%s wire, %s: threaded NAPI %v, want %v", tp.WireKind, tp.Wire(s), threaded, nic)
+			}
+			qdiscs, err := run(exec.CommandContext(ctx, "tc", "-n", tp.Host(s).Name, "qdisc", "show", "dev", tp.Wire(s)), tp.Host(s).Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if nic && (!strings.Contains(qdiscs, "qdisc mq 1: root") || strings.Count(qdiscs, "qdisc pfifo_fast") != tp.WireQueues) {
+				t.Errorf("nic wire, %s: qdiscs\n%s\nwant mq with a pfifo_fast on each of the %d TX queues", tp.Wire(s), qdiscs, tp.WireQueues)
+			}
+			if !nic && !strings.Contains(qdiscs, "noqueue") {
+				t.Errorf("plain wire, %s: qdiscs\n%s\nwant the veth's own noqueue", tp.Wire(s), qdiscs)
 			}
 		}
 	}

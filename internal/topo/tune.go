@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 )
@@ -111,4 +112,22 @@ func ThreadedNAPI(ctx context.Context, ns NS, ifname string) (bool, error) {
 		return false, fmt.Errorf("read threaded napi of %s: %w", ifname, err)
 	}
 	return strings.TrimSpace(out) == "1", nil
+}
+
+// setNICQdisc gives ifname in ns the qdisc a multi-queue NIC gets by default: mq at the
+// root and a pfifo_fast (of txqueuelen, 1000 frames) on each of its queues TX queues,
+// named explicitly so that net.core.default_qdisc does not change the wire. On a veth
+// with a qdisc the kernel stops the TX queue while the peer's receive ring is full (the
+// sender waits, as for a NIC's full TX ring); without one it drops what does not fit.
+func setNICQdisc(ctx context.Context, ns NS, ifname string, queues int) error {
+	steps := [][]string{{"qdisc", "replace", "dev", ifname, "root", "handle", "1:", "mq"}}
+	for q := 1; q <= queues; q++ {
+		steps = append(steps, []string{"qdisc", "replace", "dev", ifname, "parent", fmt.Sprintf("1:%x", q), "pfifo_fast"})
+	}
+	for _, args := range steps {
+		if _, err := run(exec.CommandContext(ctx, "tc", append([]string{"-n", ns.Name}, args...)...), ns.Name); err != nil {
+			return fmt.Errorf("set qdisc of %s: %w", ifname, err)
+		}
+	}
+	return nil
 }
