@@ -69,6 +69,32 @@ type Config struct {
 	// Veth gives vxdp a veth port (veth: in its config) instead of a TAP, on every host
 	// that runs vxdp: the peer becomes the container's eth0.
 	Veth bool `json:"veth,omitempty"`
+	// Local puts both containers on host B, switched there by B's overlay (the
+	// kernel's bridge, or one vxdp with a port into each): two containers of one node,
+	// whose traffic never crosses the wire. A is then unused.
+	Local bool `json:"local,omitempty"`
+	// VethServer gives container B (the receiver) a veth port and container A a TAP,
+	// in a Local configuration run by vxdp: TAP to veth.
+	VethServer bool `json:"veth_server,omitempty"`
+}
+
+// Reference configurations: what a configuration's ratios compare it with.
+const (
+	// RefKernel is the kernel's overlay between two hosts.
+	RefKernel = "kernel"
+	// RefNative is the two hosts without an overlay.
+	RefNative = "native"
+	// RefBridge is the kernel's bridge between two containers of one node.
+	RefBridge = "local-bridge"
+)
+
+// Ref names the configuration c is compared with: the kernel's bridge for a Local one,
+// the kernel's overlay for any other.
+func (c Config) Ref() string {
+	if c.Local {
+		return RefBridge
+	}
+	return RefKernel
 }
 
 // UsesVXDP reports whether the configuration runs vxdp on either host.
@@ -83,6 +109,21 @@ func (c Config) validate() error {
 	}
 	if c.Native {
 		return nil
+	}
+	if c.Local {
+		if c.B != OverlayKernel && c.B != OverlayVXDP {
+			return fmt.Errorf("%w: configuration %s: overlay %q", ErrBadPlan, c.Name, c.B)
+		}
+		if c.A != "" || c.Steering != SteerNone || c.Veth {
+			return fmt.Errorf("%w: configuration %s: a local configuration has only host B's overlay and its ports", ErrBadPlan, c.Name)
+		}
+		if c.VethServer && c.B != OverlayVXDP {
+			return fmt.Errorf("%w: configuration %s: a veth port without vxdp", ErrBadPlan, c.Name)
+		}
+		return nil
+	}
+	if c.VethServer {
+		return fmt.Errorf("%w: configuration %s: veth_server outside a local configuration", ErrBadPlan, c.Name)
 	}
 	for _, o := range []Overlay{c.A, c.B} {
 		if o != OverlayKernel && o != OverlayVXDP {
@@ -120,9 +161,21 @@ func Configs() []Config {
 		k("kernel-rfs", "kernel-rps with RFS (32768 flows) on the same devices", SteerRFS, false),
 		k("kernel-rfs+", "kernel-rfs, and RFS on container B's eth0", SteerRFS, true),
 		{Name: "vxdp", Description: "vxdp on B (receiver), kernel vxlan on A", A: OverlayKernel, B: OverlayVXDP},
+		{Name: "vxdp-send", Description: "vxdp on A (sender), kernel vxlan on B", A: OverlayVXDP, B: OverlayKernel},
 		{Name: "vxdp-both", Description: "vxdp on both hosts", A: OverlayVXDP, B: OverlayVXDP},
+		{Name: RefBridge, Description: "two containers on host B, two veths on the kernel's bridge", Local: true, B: OverlayKernel},
+		{Name: "local-tap", Description: "two containers on host B, TAP to TAP through vxdp", Local: true, B: OverlayVXDP},
+		{Name: "local-tap-veth", Description: "two containers on host B, TAP (sender) to veth (receiver) through vxdp",
+			Local: true, B: OverlayVXDP, VethServer: true},
 	}
 }
+
+// QuickConfigs names the configurations of the quick plan when none are asked for: the
+// references, vxdp in every direction, and the local switching.
+var QuickConfigs = []string{"native", "kernel", "vxdp", "vxdp-send", "vxdp-both", RefBridge, "local-tap", "local-tap-veth"}
+
+// LocalConfigs names the standard configurations of two containers on one node.
+var LocalConfigs = []string{RefBridge, "local-tap", "local-tap-veth"}
 
 // WorkerConfigs returns one configuration per worker count: vxdp on B (the
 // kernel's vxlan on A) with "workers: n" in its config, named vxdp-w<n>.

@@ -30,6 +30,23 @@ func cpuDelta(before, after []cpuTimes) []CoreCPU {
 	return out
 }
 
+// userHZ is the unit of the times in /proc/stat: USER_HZ, 100 on every architecture
+// Linux runs on (the kernel exports no other value to userspace).
+const userHZ = 100
+
+// busySeconds returns the CPU time all cores spent busy between two /proc/stat
+// readings, in seconds: user, nice, system, irq and softirq (guest time is inside
+// user). Idle and iowait are no work, and steal is time the hypervisor gave to another
+// machine. A core missing from either reading counts for nothing.
+func busySeconds(before, after []cpuTimes) float64 {
+	var ticks uint64
+	for i := range min(len(before), len(after)) {
+		b, a := before[i], after[i]
+		ticks += sub(a.User+a.Nice+a.System+a.IRQ+a.Softirq, b.User+b.Nice+b.System+b.IRQ+b.Softirq)
+	}
+	return float64(ticks) / userHZ
+}
+
 // countDelta returns after - before per element; a counter that went
 // backwards (a CPU that went offline and back) counts as 0.
 func countDelta(before, after []uint64) []uint64 {

@@ -197,6 +197,18 @@ func TestDeltas(t *testing.T) {
 	if got[0].Busy() != 50 {
 		t.Errorf("Busy = %v, want 50", got[0].Busy())
 	}
+	// Core 0: 10 user + 10 nice + 20 system + 10 softirq ticks; idle and iowait are not
+	// work; core 1 did nothing. 50 ticks of USER_HZ (100) are 0.5 s.
+	if got := busySeconds(before, after); got != 0.5 {
+		t.Errorf("busySeconds = %v, want 0.5", got)
+	}
+	stolen := []cpuTimes{{User: 100, IRQ: 5, Steal: 500}}
+	if got := busySeconds([]cpuTimes{{User: 90, IRQ: 0, Steal: 0}}, stolen); got != 0.15 {
+		t.Errorf("busySeconds with steal = %v, want 0.15 (10 user + 5 irq ticks, steal left out)", got)
+	}
+	if got := busySeconds(after, before); got != 0 {
+		t.Errorf("busySeconds of counters going backwards = %v, want 0", got)
+	}
 	if d := countDelta([]uint64{5, 9, 1}, []uint64{8, 3}); len(d) != 2 || d[0] != 3 || d[1] != 0 {
 		t.Errorf("countDelta = %v, want [3 0]", d)
 	}

@@ -41,6 +41,10 @@ type Meta struct {
 	Iperf3 string `json:"iperf3"`
 	// VXDP is the vxdp binary used, empty when no configuration needs it.
 	VXDP string `json:"vxdp,omitempty"`
+	// Wire is how the wire between the hosts behaved (topo.WireKind): "nic" or
+	// "plain"; empty in results from before it was recorded, which ran on the plain
+	// wire.
+	Wire string `json:"wire,omitempty"`
 	// Interrupted is set when a signal stopped the run: the results are
 	// partial.
 	Interrupted bool `json:"interrupted,omitempty"`
@@ -81,6 +85,10 @@ type Measurement struct {
 
 	// CPU is each core's time split, in percent of the window.
 	CPU []CoreCPU `json:"cpu"`
+	// BusySeconds is the CPU time the whole machine spent busy over the window, summed
+	// over its cores, in seconds: user, nice, system, irq and softirq time from
+	// /proc/stat (idle, iowait and steal left out).
+	BusySeconds float64 `json:"busy_seconds"`
 	// NetRx and NetTx are the NET_RX and NET_TX softirqs per core.
 	NetRx []uint64 `json:"net_rx"`
 	NetTx []uint64 `json:"net_tx"`
@@ -97,6 +105,20 @@ type Measurement struct {
 	// why one is missing. A missing profile does not fail the run.
 	Profiles     []string `json:"profiles,omitempty"`
 	ProfileError string   `json:"profile_error,omitempty"`
+	// Perf is the whole machine's profile over the run (Options.PerfDir), `perf record
+	// -a -g`, its file name in that directory; PerfError says why it is missing. A
+	// missing profile does not fail the run.
+	Perf      string `json:"perf,omitempty"`
+	PerfError string `json:"perf_error,omitempty"`
+}
+
+// CPUPerGB is the machine's busy CPU-seconds per GB (1e9 bytes) the receiver got: the
+// cost of carrying the traffic, whatever carried it. NaN when either is unknown.
+func (r Measurement) CPUPerGB() float64 {
+	if r.Bytes <= 0 || r.BusySeconds <= 0 {
+		return math.NaN()
+	}
+	return r.BusySeconds / (r.Bytes / 1e9)
 }
 
 // OK reports whether the run produced numbers.
@@ -201,8 +223,9 @@ func (r *Results) WriteCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
 	cores := r.cores()
 	nets := r.netKeys()
-	header := []string{"rep", "config", "workload", "protocol", "length", "parallel", "start", "seconds", "ok", "error",
-		"bits_per_second", "bytes", "retransmits", "packets", "lost_packets", "out_of_order", "packets_per_second"}
+	header := []string{"rep", "config", "workload", "protocol", "length", "parallel", "rate", "start", "seconds", "ok", "error",
+		"bits_per_second", "bytes", "retransmits", "packets", "lost_packets", "out_of_order", "packets_per_second",
+		"busy_seconds", "cpu_seconds_per_gb"}
 	for c := range cores {
 		p := "cpu" + strconv.Itoa(c) + "_"
 		header = append(header, p+"usr", p+"sys", p+"irq", p+"softirq", p+"steal", p+"idle",
@@ -223,14 +246,14 @@ func (r *Results) WriteCSV(w io.Writer) error {
 			proto = "udp"
 		}
 		row := []string{strconv.Itoa(run.Rep), run.Config, run.Workload, proto, strconv.Itoa(wl.Length),
-			strconv.Itoa(wl.Parallel), run.Start.UTC().Format(time.RFC3339), fmtFloat(run.Seconds),
+			strconv.Itoa(wl.Parallel), fmtFloat(wl.Rate), run.Start.UTC().Format(time.RFC3339), fmtFloat(run.Seconds),
 			strconv.FormatBool(run.OK()), run.Error}
 		if run.OK() {
 			row = append(row, fmtFloat(run.BitsPerSecond), fmtFloat(run.Bytes), strconv.Itoa(run.Retransmits),
 				strconv.Itoa(run.Packets), strconv.Itoa(run.LostPackets), strconv.Itoa(run.OutOfOrder),
-				fmtFloat(run.PacketsPerSecond))
+				fmtFloat(run.PacketsPerSecond), fmtFloat(run.BusySeconds), fmtFloat(run.CPUPerGB()))
 		} else {
-			row = append(row, "", "", "", "", "", "", "")
+			row = append(row, "", "", "", "", "", "", "", "", "")
 		}
 		for c := range cores {
 			if c < len(run.CPU) {

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,7 +47,18 @@ type Options struct {
 	// process over every run, fetched from its admin server: one file per
 	// run and host, named in Measurement.Profiles.
 	ProfileDir string
+	// PerfDir, when set, receives a whole-machine profile (`perf record -a -g`) of
+	// every run, named in Measurement.Perf: on a veth much of vxdp's cost runs in NAPI
+	// threads and in other processes' contexts, where its own pprof does not look.
+	PerfDir string
+	// Wire is how the wire between the hosts behaves; empty means topo.WireNIC.
+	Wire topo.WireKind
 }
+
+// perfFrequency is the sampling rate of `perf record`, in Hz per CPU: 499 (a prime, so
+// that it does not beat with periodic work) keeps a 5 s profile of a busy 2-core machine
+// at about 5000 call chains, and perf's own cost small.
+const perfFrequency = 499
 
 // Run builds the topology, runs opts.Plan on it and removes everything it
 // made, the global RFS table size included, even when ctx is cancelled.
@@ -67,6 +79,10 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 	}
 	r := &Results{Plan: p, Meta: machineMeta()}
 	r.Meta.Started = time.Now()
+	if opts.Wire == "" {
+		opts.Wire = topo.WireNIC
+	}
+	r.Meta.Wire = string(opts.Wire)
 	for _, c := range p.Configs {
 		if c.UsesVXDP() {
 			r.Meta.VXDP = opts.VXDP
@@ -127,7 +143,7 @@ func (b *bencher) run(ctx context.Context) (err error) {
 	p := b.opts.Plan
 	fmt.Fprintf(b.out, "vxdp-bench: %s plan: %d configurations, %d workloads, %d repetitions: %d runs of %v\n",
 		p.Mode, len(p.Configs), len(p.Workloads), p.Reps, b.total, p.Duration)
-	tp, err := topo.New(ctx, topo.Options{Prefix: topo.Prefix(Tag)})
+	tp, err := topo.New(ctx, topo.Options{Prefix: topo.Prefix(Tag), WireKind: b.opts.Wire})
 	if err != nil {
 		return fmt.Errorf("run benchmark: %w", err)
 	}
@@ -267,7 +283,11 @@ func (b *bencher) endpoints(c Config) (server, client topo.NS, addr netip.Addr) 
 // client reaches the server. On error the caller still tears down.
 func (b *bencher) setup(ctx context.Context, c Config) (*overlay, error) {
 	ov := &overlay{}
-	if !c.Native {
+	if c.Local {
+		if err := b.setupLocal(ctx, c, ov); err != nil {
+			return ov, err
+		}
+	} else if !c.Native {
 		// B first: the receiver's side is what the configuration is about.
 		for _, s := range []topo.Side{topo.SideB, topo.SideA} {
 			o := c.A
@@ -303,6 +323,36 @@ func (b *bencher) setup(ctx context.Context, c Config) (*overlay, error) {
 	}
 	return ov, nil
 }
+
+// setupLocal builds local configuration c on host B: the kernel's bridge between the two
+// containers, or one vxdp with a port into each.
+func (b *bencher) setupLocal(ctx context.Context, c Config, ov *overlay) error {
+	if c.B == OverlayKernel {
+		return b.tp.LocalBridge(ctx, topo.SideB)
+	}
+	if _, err := os.Stat(b.opts.VXDP); err != nil {
+		return fmt.Errorf("find vxdp binary: %w", err)
+	}
+	portA, portB := "tap: "+localTapIf, "tap: "+topo.VXDPTapIf
+	if c.VethServer {
+		portB = "veth: " + topo.VXDPVethIf
+	}
+	v, err := b.tp.StartVXDPConfig(ctx, topo.SideB, b.opts.VXDP, b.tp.VXDPLocalConfig(topo.SideB, portA, portB, c.VXDPYAML))
+	if err != nil {
+		return err
+	}
+	ov.vxdp = append(ov.vxdp, v)
+	for _, s := range []topo.Side{topo.SideA, topo.SideB} {
+		if err := b.tp.ContainerIf(ctx, s, "eth0"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// localTapIf names container A's TAP in a local configuration run by vxdp, beside
+// container B's topo.VXDPTapIf.
+const localTapIf = "vxp1"
 
 // steer applies c's RPS or RFS settings on host B: the wire end, the vxlan
 // device and the host veth, and for the "+" variants container B's eth0.
@@ -419,12 +469,17 @@ func (b *bencher) measure(ctx context.Context, rep int, c Config, w Workload) Me
 	}
 	perf := topo.Iperf3{Server: server, Client: client, Addr: addr.String(), Duration: b.opts.Plan.Duration,
 		UDP: w.UDP, Length: w.Length, Parallel: w.Parallel}
-	if w.UDP {
+	switch {
+	case w.Rate > 0:
+		perf.Bitrate = strconv.FormatFloat(w.Rate, 'f', 0, 64)
+	case w.UDP:
 		perf.Bitrate = "0"
 	}
 	profiles := b.profile(ctx, rep, c, w)
+	machine := b.perfRecord(ctx, rep, c, w)
 	res, ierr := perf.Run(ctx)
 	run.Profiles, run.ProfileError = profiles()
+	run.Perf, run.PerfError = machine()
 	after, err := takeSnapshot(server)
 	run.Seconds = after.at.Sub(before.at).Seconds()
 	if ierr != nil {
@@ -443,6 +498,32 @@ func (b *bencher) measure(ctx context.Context, rep int, c Config, w Workload) Me
 		}
 	}
 	return run
+}
+
+// perfRecord starts `perf record -a -g` over the whole machine for the run about to
+// start, when Options.PerfDir asks for it; the function it returns waits for perf to
+// write its file and returns the file's name and what went wrong. perf runs for the
+// plan's run length from its start, which is about the iperf3 test's (iperf3 connects
+// in a fraction of a second).
+func (b *bencher) perfRecord(ctx context.Context, rep int, c Config, w Workload) func() (string, string) {
+	if b.opts.PerfDir == "" {
+		return func() (string, string) { return "", "" }
+	}
+	file := fmt.Sprintf("rep%d-%s-%s.perf.data", rep, c.Name, w.Name)
+	secs := strconv.FormatFloat(b.opts.Plan.Duration.Seconds(), 'f', -1, 64)
+	cmd := exec.CommandContext(ctx, "perf", "record", "-a", "-g", "-q", "-F", strconv.Itoa(perfFrequency),
+		"-o", filepath.Join(b.opts.PerfDir, file), "--", "sleep", secs)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return func() (string, string) { return "", fmt.Sprintf("start perf record: %v", err) }
+	}
+	return func() (string, string) {
+		if err := cmd.Wait(); err != nil {
+			return "", fmt.Sprintf("perf record: %v: %s", err, bytes.TrimSpace(out.Bytes()))
+		}
+		return file, ""
+	}
 }
 
 // profile starts fetching a CPU profile of every vxdp of configuration c over the run

@@ -85,6 +85,7 @@ func readNetCounters(ns topo.NS) (map[string]int64, error) {
 // from before to s.
 func (s snapshot) delta(before snapshot, run *Measurement) {
 	run.CPU = cpuDelta(before.cpu, s.cpu)
+	run.BusySeconds = busySeconds(before.cpu, s.cpu)
 	run.NetRx = countDelta(before.softirqs["NET_RX"], s.softirqs["NET_RX"])
 	run.NetTx = countDelta(before.softirqs["NET_TX"], s.softirqs["NET_TX"])
 	run.IRQs = countDelta(sumRows(before.irqs), sumRows(s.irqs))

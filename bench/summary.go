@@ -11,12 +11,6 @@ import (
 	"time"
 )
 
-// Reference configurations of the ratio columns.
-const (
-	refKernel = "kernel"
-	refNative = "native"
-)
-
 // metric extracts one number from a successful run.
 type metric func(Measurement) float64
 
@@ -81,7 +75,7 @@ func (r *Results) hasConfig(name string) bool {
 // paper: TCP with 128 KB writes, UDP with 8 KB datagrams.
 func (r *Results) singleTCP() (Workload, bool) {
 	for _, w := range r.Plan.Workloads {
-		if !w.UDP && w.Parallel == 1 && w.Length == TCPLength {
+		if !w.UDP && w.Parallel == 1 && w.Length == TCPLength && w.Rate == 0 {
 			return w, true
 		}
 	}
@@ -89,12 +83,41 @@ func (r *Results) singleTCP() (Workload, bool) {
 }
 
 func (r *Results) singleUDP() (Workload, bool) {
+	return r.udpOf(UDPLength)
+}
+
+// smallUDP finds the single-flow UDP workload of 64-byte datagrams.
+func (r *Results) smallUDP() (Workload, bool) {
+	return r.udpOf(64)
+}
+
+func (r *Results) udpOf(length int) (Workload, bool) {
 	for _, w := range r.Plan.Workloads {
-		if w.UDP && w.Parallel == 1 && w.Length == UDPLength {
+		if w.UDP && w.Parallel == 1 && w.Length == length && w.Rate == 0 {
 			return w, true
 		}
 	}
 	return Workload{}, false
+}
+
+// rated returns the workloads at a fixed rate, in plan order.
+func (r *Results) rated() []Workload {
+	var ws []Workload
+	for _, w := range r.Plan.Workloads {
+		if w.Rate > 0 {
+			ws = append(ws, w)
+		}
+	}
+	return ws
+}
+
+// config returns the plan's configuration named name.
+func (r *Results) config(name string) (Config, bool) {
+	i := slices.IndexFunc(r.Plan.Configs, func(c Config) bool { return c.Name == name })
+	if i < 0 {
+		return Config{}, false
+	}
+	return r.Plan.Configs[i], true
 }
 
 // flowSweep returns the TCP workloads with 128 KB writes by flow count, and
@@ -102,7 +125,7 @@ func (r *Results) singleUDP() (Workload, bool) {
 func (r *Results) flowSweep() []Workload {
 	var ws []Workload
 	for _, w := range r.Plan.Workloads {
-		if !w.UDP && w.Length == TCPLength {
+		if !w.UDP && w.Length == TCPLength && w.Rate == 0 {
 			ws = append(ws, w)
 		}
 	}
@@ -113,7 +136,7 @@ func (r *Results) flowSweep() []Workload {
 func (r *Results) sizeSweep() []Workload {
 	var ws []Workload
 	for _, w := range r.Plan.Workloads {
-		if w.UDP && w.Parallel == 1 {
+		if w.UDP && w.Parallel == 1 && w.Rate == 0 {
 			ws = append(ws, w)
 		}
 	}
@@ -121,11 +144,14 @@ func (r *Results) sizeSweep() []Workload {
 	return ws
 }
 
-// sweepConfigs returns the configurations that run more of the sweep than
-// its single-flow point, in plan order.
+// sweepConfigs returns the configurations between two hosts that run more
+// of the sweep than its single-flow point, in plan order.
 func (r *Results) sweepConfigs(ws []Workload) []Config {
 	var out []Config
 	for _, c := range r.Plan.Configs {
+		if c.Local {
+			continue
+		}
 		n := 0
 		for _, w := range ws {
 			if w.runsOn(c.Name) {
@@ -195,6 +221,9 @@ func (r *Results) WriteSummary(w io.Writer) error {
 	var b strings.Builder
 	r.summaryHead(&b)
 	r.summarySingle(&b)
+	r.summaryDirections(&b)
+	r.summaryLocal(&b)
+	r.summaryEfficiency(&b)
 	r.summaryFlows(&b)
 	r.summarySizes(&b)
 	r.summaryCPU(&b)
@@ -211,6 +240,7 @@ func (r *Results) summaryHead(b *strings.Builder) {
 	fmt.Fprintf(b, "# vxdp benchmark, %s plan, %s\n\n", r.Plan.Mode, m.Started.UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(b, "Linux %s, %d cores, %s. %d repetition(s) of %v per configuration and workload; wall time %v.\n\n",
 		m.Kernel, m.Cores, m.Iperf3, r.Plan.Reps, r.Plan.Duration, m.Finished.Sub(m.Started).Round(time.Second))
+	fmt.Fprintf(b, "Wire: %s.\n\n", wireNote(m.Wire))
 	if m.Interrupted {
 		fmt.Fprintf(b, "**Interrupted: partial results.**\n\n")
 	}
@@ -249,15 +279,18 @@ func (r *Results) summarySingle(b *strings.Builder) {
 	}
 	var rows [][]string
 	for _, c := range r.Plan.Configs {
+		if c.Local {
+			continue // their own table, against the kernel's bridge
+		}
 		row := []string{c.Name}
 		if okT {
 			row = append(row, fmtStat(r.stat(c.Name, tcp.Name, gbps)),
-				r.ratioCell(c.Name, refKernel, tcp.Name), r.ratioCell(c.Name, refNative, tcp.Name),
+				r.ratioCell(c.Name, RefKernel, tcp.Name), r.ratioCell(c.Name, RefNative, tcp.Name),
 				fmtStat(r.stat(c.Name, tcp.Name, retrans)), fmtStat(r.stat(c.Name, tcp.Name, ofoQueue)))
 		}
 		if okU {
 			row = append(row, fmtStat(r.stat(c.Name, udp.Name, gbps)),
-				r.ratioCell(c.Name, refKernel, udp.Name), r.ratioCell(c.Name, refNative, udp.Name),
+				r.ratioCell(c.Name, RefKernel, udp.Name), r.ratioCell(c.Name, RefNative, udp.Name),
 				fmtStat(r.stat(c.Name, udp.Name, kpps)), fmtStat(r.stat(c.Name, udp.Name, lossPct)))
 		}
 		rows = append(rows, row)
@@ -296,6 +329,169 @@ func ordinal(k int) string {
 		return fmt.Sprintf("%drd", k)
 	}
 	return fmt.Sprintf("%dth", k)
+}
+
+// wireNote says in words what the wire was.
+func wireNote(kind string) string {
+	switch kind {
+	case "nic":
+		return "nic, a veth pair that behaves like a NIC between two hosts: MTU-sized frames with finished " +
+			"checksums (segmentation and TX checksum offloads off), and each end receives in batches in its own " +
+			"NAPI thread, with GRO"
+	case "plain", "":
+		return "plain, a veth pair without GRO or NAPI: the receiving end's whole path runs inside the sender's " +
+			"transmit, one frame at a time (segmentation and TX checksum offloads off)"
+	}
+	return kind
+}
+
+// summaryDirections writes the headline: each configuration between two hosts against
+// the kernel's overlay, for one TCP flow, 8 KB UDP and 64 B UDP.
+func (r *Results) summaryDirections(b *strings.Builder) {
+	if !r.hasConfig(RefKernel) {
+		return
+	}
+	type col struct {
+		w Workload
+		f metric
+	}
+	var cols []col
+	var header []string
+	for _, x := range []struct {
+		find func() (Workload, bool)
+		f    metric
+		name string
+	}{{r.singleTCP, gbps, "TCP"}, {r.singleUDP, gbps, "8 KB UDP"}, {r.smallUDP, kpps, "64 B UDP (packets)"}} {
+		if w, ok := x.find(); ok {
+			cols = append(cols, col{w, x.f})
+			header = append(header, x.name)
+		}
+	}
+	var rows [][]string
+	for _, c := range r.Plan.Configs {
+		if c.Local || c.Name == RefKernel {
+			continue
+		}
+		row := []string{c.Name, c.Description}
+		for _, x := range cols {
+			if !x.w.runsOn(c.Name) {
+				row = append(row, "")
+				continue
+			}
+			row = append(row, fmtRatio(r.ratio(c.Name, RefKernel, x.w.Name, x.f)))
+		}
+		rows = append(rows, row)
+	}
+	if len(rows) == 0 || len(cols) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "## Against the kernel, every direction\n\nEach configuration between the two hosts as a multiple "+
+		"of the kernel's vxlan in the same repetition (medians of the ratios): throughput for TCP and 8 KB UDP, "+
+		"datagrams received per second for 64 B UDP.\n\n")
+	table(b, append([]string{"configuration", "what"}, header...), rows)
+}
+
+// summaryLocal writes the local switching table: two containers of one node, against
+// the kernel's bridge.
+func (r *Results) summaryLocal(b *strings.Builder) {
+	var cs []Config
+	for _, c := range r.Plan.Configs {
+		if c.Local {
+			cs = append(cs, c)
+		}
+	}
+	if len(cs) == 0 {
+		return
+	}
+	header := []string{"configuration"}
+	type col struct {
+		w Workload
+		f metric
+	}
+	var cols []col
+	for _, x := range []struct {
+		find func() (Workload, bool)
+		f    metric
+		name string
+	}{{r.singleTCP, gbps, "TCP Gbit/s"}, {r.singleUDP, gbps, "8 KB UDP Gbit/s"}, {r.smallUDP, kpps, "64 B UDP kpps"}} {
+		if w, ok := x.find(); ok {
+			cols = append(cols, col{w, x.f})
+			header = append(header, x.name, "×bridge")
+		}
+	}
+	var rows [][]string
+	for _, c := range cs {
+		row := []string{c.Name}
+		for _, x := range cols {
+			if !x.w.runsOn(c.Name) {
+				row = append(row, "", "")
+				continue
+			}
+			ratio := ""
+			if c.Name != RefBridge && r.hasConfig(RefBridge) {
+				ratio = fmtRatio(r.ratio(c.Name, RefBridge, x.w.Name, x.f))
+			}
+			row = append(row, fmtStat(r.stat(c.Name, x.w.Name, x.f)), ratio)
+		}
+		rows = append(rows, row)
+	}
+	fmt.Fprintf(b, "## Two containers on one node\n\nBoth containers on host B, switched there: by the kernel's "+
+		"bridge between two veths (%s), or by one vxdp with a port into each. Nothing crosses the wire. "+
+		"×bridge is the median of the ratios to %s in the same repetition.\n\n", RefBridge, RefBridge)
+	table(b, header, rows)
+}
+
+// summaryEfficiency writes what each configuration cost at the fixed rates: the
+// machine's busy CPU-seconds per GB received, and their ratio to the reference's.
+func (r *Results) summaryEfficiency(b *strings.Builder) {
+	ws := r.rated()
+	if len(ws) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "## Cost at a fixed rate\n\nAt an offered rate every configuration reaches, the whole machine's "+
+		"busy CPU time (usr, sys, irq and softirq of every core, /proc/stat) over the run per GB (10⁹ bytes) "+
+		"the receiver got. Lower is cheaper. × reference is the median of the ratios to %s (%s for the "+
+		"local configurations) in the same repetition; \"received\" says whether the rate was reached.\n\n",
+		RefKernel, RefBridge)
+	var rows [][]string
+	for _, w := range ws {
+		for _, c := range r.Plan.Configs {
+			if !w.runsOn(c.Name) {
+				continue
+			}
+			ref := c.Ref()
+			ratio := ""
+			if c.Name != ref && r.hasConfig(ref) {
+				ratio = fmtRatio(r.ratio(c.Name, ref, w.Name, cpuPerGB))
+			}
+			received := r.stat(c.Name, w.Name, gbps)
+			share := math.NaN()
+			if received.N > 0 {
+				share = 100 * received.Median * 1e9 / w.Rate
+			}
+			rows = append(rows, []string{w.Name, c.Name, offered(w), fmtStat(received), fmtNum(share),
+				fmtStat(r.stat(c.Name, w.Name, busy)), fmtStat(r.stat(c.Name, w.Name, cpuPerGB)), ratio})
+		}
+	}
+	table(b, []string{"workload", "configuration", "offered", "received Gbit/s", "received % of offered",
+		"busy CPU-s", "CPU-s per GB", "× reference"}, rows)
+}
+
+// offered says a fixed-rate workload's offered rate the way it was chosen: in
+// datagrams per second for small datagrams, in bit/s otherwise.
+func offered(w Workload) string {
+	if w.UDP && w.Length < 1000 {
+		return fmtNum(w.Rate/8/float64(w.Length)/1e3) + " kpps"
+	}
+	return fmtNum(w.Rate/1e9) + " Gbit/s"
+}
+
+func cpuPerGB(m Measurement) float64 { return m.CPUPerGB() }
+func busy(m Measurement) float64 {
+	if m.BusySeconds <= 0 {
+		return math.NaN()
+	}
+	return m.BusySeconds
 }
 
 // ratioCell is the throughput ratio of c to ref on workload w, blank when
@@ -349,19 +545,19 @@ func (r *Results) sweepTables(b *strings.Builder, ws []Workload, cs []Config, wh
 				continue
 			}
 			row = append(row, fmtStat(r.stat(c.Name, w.Name, f)))
-			if c.Name == refKernel || !r.hasConfig(refKernel) {
+			if c.Name == RefKernel || !r.hasConfig(RefKernel) {
 				rrow = append(rrow, "")
 			} else {
-				rrow = append(rrow, fmtRatio(r.ratio(c.Name, refKernel, w.Name, f)))
+				rrow = append(rrow, fmtRatio(r.ratio(c.Name, RefKernel, w.Name, f)))
 			}
 		}
 		rows = append(rows, row)
-		if c.Name != refKernel {
+		if c.Name != RefKernel {
 			ratios = append(ratios, rrow)
 		}
 	}
 	table(b, header, rows)
-	if r.hasConfig(refKernel) && len(ratios) > 0 {
+	if r.hasConfig(RefKernel) && len(ratios) > 0 {
 		header[0] = "×kernel"
 		table(b, header, ratios)
 	}
@@ -416,6 +612,7 @@ func (r *Results) summaryCPU(b *strings.Builder) {
 	if w, ok := r.singleUDP(); ok {
 		ws = append(ws, w)
 	}
+	ws = append(ws, r.rated()...)
 	if len(ws) == 0 {
 		return
 	}

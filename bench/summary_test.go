@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -209,17 +210,33 @@ func TestWriteFiles(t *testing.T) {
 }
 
 func TestPlan(t *testing.T) {
-	full := FullPlan(Configs(), nil)
+	full := FullPlan(Configs(), nil, nil)
 	if err := full.validate(); err != nil {
 		t.Fatal(err)
 	}
-	// 8 configurations × (tcp, udp) + 5 sweep configurations × (4 flow counts + 5 sizes), 5 times.
-	if got := full.Runs(); got != (8*2+5*9)*5 {
-		t.Errorf("full plan: %d runs, want %d", got, (8*2+5*9)*5)
+	// 12 configurations × (tcp, udp) + 6 sweep configurations × (4 flow counts + 5 sizes)
+	// + 3 local configurations × udp-64 + 8 efficiency configurations × 3 rates, 5 times.
+	if want := (12*2 + 6*9 + 3 + 8*3) * 5; full.Runs() != want {
+		t.Errorf("full plan: %d runs, want %d", full.Runs(), want)
 	}
-	quick := QuickPlan(Configs(), nil)
-	if got := quick.Runs(); got != 8*2+5*2 {
-		t.Errorf("quick plan: %d runs, want %d", got, 8*2+5*2)
+	quickConfigs, err := SelectConfigs(Configs(), QuickConfigs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// tcp, udp and udp-64 on each of the 8, and TCP at 2 Gbit/s on each of them too.
+	quick := QuickPlan(quickConfigs, nil)
+	if err := quick.validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := quick.Runs(); got != 8*4 {
+		t.Errorf("quick plan: %d runs, want %d", got, 8*4)
+	}
+	for _, w := range quick.Workloads {
+		for _, c := range quick.Configs {
+			if !w.runsOn(c.Name) {
+				t.Errorf("quick plan: %s does not run on %s", w.Name, c.Name)
+			}
+		}
 	}
 	if o := full.order(1); o[0].Name != "kernel" || o[len(o)-1].Name != "native" {
 		t.Errorf("repetition 2 order %v, want kernel first and native last", o)
@@ -228,9 +245,18 @@ func TestPlan(t *testing.T) {
 	for _, w := range full.Workloads {
 		names = append(names, w.Name)
 	}
-	wantNames := []string{"tcp", "udp", "tcp-P2", "tcp-P4", "tcp-P8", "tcp-P16", "udp-64", "udp-256", "udp-1024", "udp-1400", "udp-4096"}
+	wantNames := []string{"tcp", "udp", "tcp-P2", "tcp-P4", "tcp-P8", "tcp-P16", "udp-64", "udp-256", "udp-1024", "udp-1400", "udp-4096",
+		"tcp-2G", "udp-800M", "udp-64-40kpps"}
 	if !slices.Equal(names, wantNames) {
 		t.Errorf("workloads %v, want %v", names, wantNames)
+	}
+	// The efficiency rates: 2 Gbit/s of TCP, 0.8 Gbit/s of 8 KB UDP, 40000 datagrams of 64 B a second.
+	rates := map[string]float64{}
+	for _, w := range full.Workloads {
+		rates[w.Name] = w.Rate
+	}
+	if rates["tcp-2G"] != 2e9 || rates["udp-800M"] != 8e8 || rates["udp-64-40kpps"] != 40000*64*8 || rates["tcp"] != 0 {
+		t.Errorf("rates %v", rates)
 	}
 	for name, p := range map[string]Plan{
 		"no reps":       {Configs: Configs(), Workloads: full.Workloads, Duration: time.Second},
@@ -243,6 +269,11 @@ func TestPlan(t *testing.T) {
 		"veth, no vxdp": {Configs: []Config{{Name: "x", A: OverlayKernel, B: OverlayKernel, Veth: true}}, Workloads: full.Workloads, Reps: 1, Duration: time.Second},
 		"huge datagram": {Configs: Configs(), Workloads: []Workload{{Name: "u", UDP: true, Length: 70000, Parallel: 1}}, Reps: 1, Duration: time.Second},
 		"no flows":      {Configs: Configs(), Workloads: []Workload{{Name: "t", Length: 100}}, Reps: 1, Duration: time.Second},
+		"negative rate": {Configs: Configs(), Workloads: []Workload{{Name: "t", Length: 100, Parallel: 1, Rate: -1}}, Reps: 1, Duration: time.Second},
+		"local, a on":   {Configs: []Config{{Name: "x", Local: true, A: OverlayKernel, B: OverlayVXDP}}, Workloads: full.Workloads, Reps: 1, Duration: time.Second},
+		"local steer":   {Configs: []Config{{Name: "x", Local: true, B: OverlayKernel, Steering: SteerRPS}}, Workloads: full.Workloads, Reps: 1, Duration: time.Second},
+		"bridge veth":   {Configs: []Config{{Name: "x", Local: true, B: OverlayKernel, VethServer: true}}, Workloads: full.Workloads, Reps: 1, Duration: time.Second},
+		"veth srv, 2h":  {Configs: []Config{{Name: "x", A: OverlayKernel, B: OverlayVXDP, VethServer: true}}, Workloads: full.Workloads, Reps: 1, Duration: time.Second},
 	} {
 		if err := p.validate(); !errors.Is(err, ErrBadPlan) {
 			t.Errorf("%s: validate = %v, want ErrBadPlan", name, err)
@@ -259,9 +290,25 @@ func TestConfigs(t *testing.T) {
 		}
 		names = append(names, c.Name)
 	}
-	want := []string{"native", "kernel", "kernel-rps", "kernel-rps+", "kernel-rfs", "kernel-rfs+", "vxdp", "vxdp-both"}
+	want := []string{"native", "kernel", "kernel-rps", "kernel-rps+", "kernel-rfs", "kernel-rfs+", "vxdp", "vxdp-send", "vxdp-both",
+		"local-bridge", "local-tap", "local-tap-veth"}
 	if !slices.Equal(names, want) {
 		t.Errorf("configurations %v, want %v", names, want)
+	}
+	for _, c := range cs {
+		wantRef := RefKernel
+		if strings.HasPrefix(c.Name, "local-") {
+			wantRef = RefBridge
+		}
+		if c.Ref() != wantRef {
+			t.Errorf("%s: reference %s, want %s", c.Name, c.Ref(), wantRef)
+		}
+	}
+	if send, _ := SelectConfigs(cs, []string{"vxdp-send"}); len(send) != 1 || send[0].A != OverlayVXDP || send[0].B != OverlayKernel {
+		t.Errorf("vxdp-send = %+v, want vxdp on A (the sender) and the kernel on B", send)
+	}
+	if tv, _ := SelectConfigs(cs, []string{"local-tap-veth"}); len(tv) != 1 || !tv[0].Local || !tv[0].VethServer || !tv[0].UsesVXDP() {
+		t.Errorf("local-tap-veth = %+v", tv)
 	}
 	w := WorkerConfigs([]int{1, 2})
 	if len(w) != 2 || w[1].Name != "vxdp-w2" || w[1].VXDPYAML != "workers: 2\n" || !w[1].UsesVXDP() || w[1].validate() != nil {
@@ -278,5 +325,108 @@ func TestConfigs(t *testing.T) {
 	}
 	if _, err := SelectConfigs(cs, []string{"kernel-ovs"}); !errors.Is(err, ErrBadPlan) {
 		t.Errorf("SelectConfigs of an unknown name: %v", err)
+	}
+}
+
+// costResults builds a made-up run of 2 repetitions with the efficiency workload and the
+// local configurations: kernel and vxdp-send between the hosts, local-bridge and
+// local-tap on one node.
+func costResults() *Results {
+	configs, _ := SelectConfigs(Configs(), []string{"kernel", "vxdp-send", RefBridge, "local-tap"})
+	plan := Plan{Mode: "test", Configs: configs, Reps: 2, Duration: 2 * time.Second,
+		Workloads: []Workload{tcpFlows(1, nil), udpSize(64, nil), efficiency(nil)[0]}}
+	type run struct{ gbit, busy float64 }
+	// By configuration and workload, one value per repetition: Gbit/s received over the
+	// 2 s run, busy CPU-seconds.
+	runs := map[string]map[string][2]run{
+		"kernel":    {"tcp": {{6, 3}, {4, 3}}, "udp-64": {{0.05, 3}, {0.05, 3}}, "tcp-2G": {{2, 1.0}, {2, 1.2}}},
+		"vxdp-send": {"tcp": {{3, 3}, {3, 3}}, "udp-64": {{0.1, 3}, {0.1, 3}}, "tcp-2G": {{2, 1.5}, {2, 1.2}}},
+		RefBridge:   {"tcp": {{16, 3}, {20, 3}}, "udp-64": {{0.1, 3}, {0.1, 3}}, "tcp-2G": {{2, 0.5}, {2, 0.5}}},
+		"local-tap": {"tcp": {{8, 3}, {10, 3}}, "udp-64": {{0.05, 3}, {0.1, 3}}, "tcp-2G": {{1.6, 0.8}, {1.6, 0.4}}},
+	}
+	start := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	r := &Results{Plan: plan, Meta: Meta{Started: start, Finished: start.Add(time.Minute), Kernel: "6.18 test",
+		Cores: 2, Iperf3: "iperf 3.12", Wire: "nic"}}
+	for rep := 1; rep <= 2; rep++ {
+		for _, c := range plan.Configs {
+			for _, w := range plan.Workloads {
+				x := runs[c.Name][w.Name][rep-1]
+				m := Measurement{Rep: rep, Config: c.Name, Workload: w.Name, Start: start, Seconds: 2,
+					CPU: []CoreCPU{{Idle: 50}, {Idle: 50}}, BitsPerSecond: x.gbit * 1e9, Bytes: x.gbit * 1e9 / 8 * 2,
+					BusySeconds: x.busy}
+				if w.UDP {
+					m.PacketsPerSecond = m.BitsPerSecond / 8 / float64(w.Length)
+				}
+				r.Runs = append(r.Runs, m)
+			}
+		}
+	}
+	return r
+}
+
+func TestSummaryCost(t *testing.T) {
+	r := costResults()
+	var b bytes.Buffer
+	if err := r.WriteSummary(&b); err != nil {
+		t.Fatal(err)
+	}
+	s := b.String()
+	for _, want := range []string{
+		"Wire: nic, a veth pair that behaves like a NIC",
+		// Against the kernel: vxdp-send's TCP {3/6, 3/4} = {0.5, 0.75}, median 0.625;
+		// 64 B: 0.1/0.05 = 2 both times.
+		"| vxdp-send | vxdp on A (sender), kernel vxlan on B | 0.625× | 2× |",
+		// Local: local-tap's TCP {8, 10} Gbit/s, against the bridge's {16, 20}: 0.5×;
+		// 64 B: {0.05, 0.1} Gbit/s = {97.7, 195} kpps, ratios {0.5, 1}, median 0.75.
+		"| local-tap | 9 (8–10) | 0.500× | 146 (97.7–195) | 0.750× |",
+		"| local-bridge | 18 (16–20) |  | 195 |  |",
+		// Cost: the kernel moved 0.5 GB in each run (2 Gbit/s for 2 s) with 1.0 and 1.2
+		// busy CPU-seconds: 2 and 2.4 CPU-s per GB. vxdp-send: 3 and 2.4, ratios 1.5 and 1.
+		"| tcp-2G | kernel | 2 Gbit/s | 2 | 100 | 1.10 (1–1.20) | 2.20 (2–2.40) |  |",
+		"| tcp-2G | vxdp-send | 2 Gbit/s | 2 | 100 | 1.35 (1.20–1.50) | 2.70 (2.40–3) | 1.25× |",
+		// local-tap against the bridge: 0.4 GB with 0.8 and 0.4 CPU-s: 2 and 1 per GB, the
+		// bridge's 1 per GB: ratios 2 and 1, median 1.5; it got 80 % of the offered rate.
+		"| tcp-2G | local-tap | 2 Gbit/s | 1.60 | 80 | 0.600 (0.400–0.800) | 1.50 (1–2) | 1.50× |",
+		// Per-core CPU of the fixed-rate workload.
+		"### tcp-2G",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("summary lacks %q", want)
+		}
+	}
+	// The local configurations are compared with the bridge, not in the tables against
+	// the kernel's overlay.
+	for _, not := range []string{"TAP to TAP through vxdp | 0.500×", "| local-tap | 9 (8–10) | 0.500× | — |"} {
+		if strings.Contains(s, not) {
+			t.Errorf("summary has %q", not)
+		}
+	}
+	if t.Failed() {
+		t.Logf("summary:\n%s", s)
+	}
+}
+
+func TestCPUPerGB(t *testing.T) {
+	for _, tc := range []struct {
+		busy, bytes, want float64
+	}{
+		{busy: 2, bytes: 1e9, want: 2},
+		{busy: 1.5, bytes: 0.5e9, want: 3},
+		{busy: 0, bytes: 1e9, want: math.NaN()},
+		{busy: 1, bytes: 0, want: math.NaN()},
+	} {
+		got := Measurement{BusySeconds: tc.busy, Bytes: tc.bytes}.CPUPerGB()
+		if got != tc.want && !(math.IsNaN(got) && math.IsNaN(tc.want)) {
+			t.Errorf("%v CPU-s over %v bytes: %v CPU-s per GB, want %v", tc.busy, tc.bytes, got, tc.want)
+		}
+	}
+}
+
+func TestOffered(t *testing.T) {
+	for _, w := range efficiency(nil) {
+		want := map[string]string{"tcp-2G": "2 Gbit/s", "udp-800M": "0.800 Gbit/s", "udp-64-40kpps": "40 kpps"}[w.Name]
+		if got := offered(w); got != want {
+			t.Errorf("offered(%s) = %q, want %q", w.Name, got, want)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"time"
@@ -30,7 +31,22 @@ var DatagramSizes = []int{64, 256, 1024, 1400, 4096, UDPLength}
 // SweepConfigs names the configurations the flow and packet-size sweeps run
 // on in the standard plans, so that the full suite fits its time budget:
 // the two references, the best kernel tuning of the second paper, and vxdp.
-var SweepConfigs = []string{"native", "kernel", "kernel-rfs+", "vxdp", "vxdp-both"}
+var SweepConfigs = []string{"native", "kernel", "kernel-rfs+", "vxdp", "vxdp-send", "vxdp-both"}
+
+// Offered rates of the efficiency workloads: rates that every configuration reached on
+// the 2-core development machine, so that the CPU time per GB compares the same work.
+const (
+	// EfficiencyTCP is TCP's, in bit/s.
+	EfficiencyTCP = 2e9
+	// EfficiencyUDP is 8 KB UDP's, in bit/s.
+	EfficiencyUDP = 0.8e9
+	// EfficiencySmallPPS is 64 B UDP's, in datagrams per second.
+	EfficiencySmallPPS = 40e3
+)
+
+// EfficiencyConfigs names the configurations the efficiency workloads run on in the
+// standard plans: the references, vxdp in every direction, and the local switching.
+var EfficiencyConfigs = []string{"native", "kernel", "vxdp", "vxdp-send", "vxdp-both", RefBridge, "local-tap", "local-tap-veth"}
 
 // Workload is one iperf3 run shape, from container A (the client, the
 // sender) to container B (the server, the receiver).
@@ -43,6 +59,10 @@ type Workload struct {
 	Length int `json:"length"`
 	// Parallel is the number of parallel flows, iperf3 -P.
 	Parallel int `json:"parallel"`
+	// Rate is the offered rate in bit/s of UDP payload or TCP data, iperf3 -b; 0 is as
+	// fast as it goes. A workload at a fixed rate measures cost, not speed: the CPU time
+	// per GB delivered.
+	Rate float64 `json:"rate,omitempty"`
 	// Configs names the configurations it runs on; empty means every one.
 	Configs []string `json:"configs,omitempty"`
 }
@@ -69,6 +89,15 @@ func udpSize(size int, configs []string) Workload {
 	return Workload{Name: name, UDP: true, Length: size, Parallel: 1, Configs: configs}
 }
 
+// efficiency returns the three workloads at a fixed rate: TCP, 8 KB UDP and 64 B UDP.
+func efficiency(configs []string) []Workload {
+	return []Workload{
+		{Name: "tcp-2G", Length: TCPLength, Parallel: 1, Rate: EfficiencyTCP, Configs: configs},
+		{Name: "udp-800M", UDP: true, Length: UDPLength, Parallel: 1, Rate: EfficiencyUDP, Configs: configs},
+		{Name: "udp-64-40kpps", UDP: true, Length: 64, Parallel: 1, Rate: EfficiencySmallPPS * 64 * 8, Configs: configs},
+	}
+}
+
 // Plan is what a benchmark runs: every workload on each of its
 // configurations, Reps times, each run Duration long.
 type Plan struct {
@@ -86,32 +115,41 @@ type Plan struct {
 }
 
 // FullPlan is `make bench`: single-flow TCP and UDP on every configuration,
-// the flow and packet-size sweeps on sweep (SweepConfigs if nil), 5
-// repetitions of 5 s runs.
-func FullPlan(configs []Config, sweep []string) Plan {
+// the flow and packet-size sweeps on sweep (SweepConfigs if nil), 64 B UDP
+// on the local configurations too, the efficiency workloads on eff
+// (EfficiencyConfigs if nil), 5 repetitions of 5 s runs.
+func FullPlan(configs []Config, sweep, eff []string) Plan {
 	if sweep == nil {
 		sweep = SweepConfigs
+	}
+	if eff == nil {
+		eff = EfficiencyConfigs
 	}
 	ws := []Workload{tcpFlows(1, nil), udpSize(UDPLength, nil)}
 	for _, p := range FlowCounts[1:] {
 		ws = append(ws, tcpFlows(p, sweep))
 	}
 	for _, s := range DatagramSizes {
-		if s != UDPLength {
+		switch s {
+		case UDPLength:
+		case 64:
+			ws = append(ws, udpSize(s, append(slices.Clone(sweep), LocalConfigs...)))
+		default:
 			ws = append(ws, udpSize(s, sweep))
 		}
 	}
+	ws = append(ws, efficiency(eff)...)
 	return Plan{Mode: "full", Configs: configs, Workloads: ws, Reps: 5, Duration: 5 * time.Second}
 }
 
-// QuickPlan is `make bench-quick`, CI's smoke test: single-flow TCP and UDP
-// on every configuration and one point of each sweep (4 flows, 64-byte
-// datagrams) on sweep, once, 2 s per run.
-func QuickPlan(configs []Config, sweep []string) Plan {
-	if sweep == nil {
-		sweep = SweepConfigs
+// QuickPlan is `make bench-quick`, CI's smoke test: single-flow TCP, 8 KB
+// and 64 B UDP on every configuration, and TCP at the efficiency rate on
+// eff (EfficiencyConfigs if nil), once, 2 s per run.
+func QuickPlan(configs []Config, eff []string) Plan {
+	if eff == nil {
+		eff = EfficiencyConfigs
 	}
-	ws := []Workload{tcpFlows(1, nil), udpSize(UDPLength, nil), tcpFlows(4, sweep), udpSize(64, sweep)}
+	ws := []Workload{tcpFlows(1, nil), udpSize(UDPLength, nil), udpSize(64, nil), efficiency(eff)[0]}
 	return Plan{Mode: "quick", Configs: configs, Workloads: ws, Reps: 1, Duration: 2 * time.Second}
 }
 
@@ -144,6 +182,9 @@ func (p Plan) validate() error {
 		wnames[w.Name] = true
 		if w.Length < 1 || w.Length > 1<<20 || w.Parallel < 1 || w.Parallel > 128 {
 			return fmt.Errorf("%w: workload %s: length %d, %d flows", ErrBadPlan, w.Name, w.Length, w.Parallel)
+		}
+		if w.Rate < 0 || math.IsNaN(w.Rate) || math.IsInf(w.Rate, 0) {
+			return fmt.Errorf("%w: workload %s: rate %v", ErrBadPlan, w.Name, w.Rate)
 		}
 		if w.UDP && w.Length > 65507 {
 			return fmt.Errorf("%w: workload %s: datagram of %d bytes", ErrBadPlan, w.Name, w.Length)

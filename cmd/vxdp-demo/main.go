@@ -45,7 +45,8 @@ func run(binary string, d time.Duration) (err error) {
 		}
 		fmt.Println("removed namespaces", tp.Prefix+"-{hA,hB,cA,cB}")
 	}()
-	fmt.Printf("topology: hosts %s (%s) and %s (%s) on a veth wire (MTU %d, %d queues, offloads off),\n"+
+	fmt.Printf("topology: hosts %s (%s) and %s (%s) on a veth wire that behaves like a NIC (MTU %d, %d queues,\n"+
+		"          segmentation and TX checksum offloads off, GRO on, threaded NAPI),\n"+
 		"          containers %s (%s) and %s (%s), VNI %d\n",
 		tp.HostA, tp.UnderlayA, tp.HostB, tp.UnderlayB, tp.WireMTU, tp.WireQueues,
 		tp.ContainerA, tp.OverlayA, tp.ContainerB, tp.OverlayB, tp.VNI)

@@ -75,16 +75,15 @@ func features(ctx context.Context, ns NS, ifname string) (map[string]feature, er
 }
 
 // wireOffloads lists the features that let a veth carry frames no NIC would
-// put on a wire: segmentation (TSO, GSO, USO, tunnel GSO), receive
-// coalescing, and TX checksum offload, which on a veth hands the peer
-// packets whose checksums are never finished. Every "*-segmentation"
-// feature counts as well, whatever the kernel version calls it.
+// put on a wire: segmentation (TSO, GSO, USO, tunnel GSO), and TX checksum
+// offload, which on a veth hands the peer packets whose checksums are never
+// finished. Every "*-segmentation" feature counts as well, whatever the
+// kernel version calls it. The NIC-like wire turns these off.
 var wireOffloads = map[string]bool{
 	"tcp-segmentation-offload":     true,
 	"generic-segmentation-offload": true,
 	"tx-gso-partial":               true,
 	"tx-gso-list":                  true,
-	"generic-receive-offload":      true,
 	"large-receive-offload":        true,
 	"rx-gro-hw":                    true,
 	"rx-gro-list":                  true,
@@ -97,46 +96,81 @@ var wireOffloads = map[string]bool{
 	"tx-checksum-fcoe-crc":         true,
 }
 
+// groFeature is GRO as ethtool names it. On a veth it also decides whether
+// the receiving end has a NAPI context of its own.
+const groFeature = "generic-receive-offload"
+
+// nicFeatures are turned on at both ends of the NIC-like wire: GRO, as every
+// NIC driver does it.
+var nicFeatures = []string{groFeature}
+
 func isWireOffload(name string) bool {
 	return wireOffloads[name] || strings.HasSuffix(name, "-segmentation")
 }
 
-// wireOffloadsOff turns off, on ifname in ns, every wire offload that the
-// kernel exposes and lets change, then checks that they are all off.
-func wireOffloadsOff(ctx context.Context, ns NS, ifname string) error {
+// isPlainOffload is what the plain veth wire turns off: the wire offloads
+// and GRO, which leaves the veth without NAPI.
+func isPlainOffload(name string) bool {
+	return isWireOffload(name) || name == groFeature
+}
+
+// setFeatures turns off, on ifname in ns, every feature that off selects
+// and the kernel exposes and lets change, turns on those of on, then checks
+// that they took.
+func setFeatures(ctx context.Context, ns NS, ifname string, off func(string) bool, on []string) error {
 	fs, err := features(ctx, ns, ifname)
 	if err != nil {
 		return err
 	}
-	var names []string
+	want := map[string]bool{}
 	for name, f := range fs {
-		if f.on && !f.fixed && isWireOffload(name) {
-			names = append(names, name)
+		if f.on && !f.fixed && off(name) {
+			want[name] = false
 		}
 	}
-	if len(names) == 0 {
+	for _, name := range on {
+		f, ok := fs[name]
+		if !ok || (f.fixed && !f.on) {
+			return fmt.Errorf("turn on %s of %s: the device does not offer it", name, ifname)
+		}
+		if !f.on {
+			want[name] = true
+		}
+	}
+	if len(want) == 0 {
 		return nil
+	}
+	names := make([]string, 0, len(want))
+	for name := range want {
+		names = append(names, name)
 	}
 	sort.Strings(names) // a stable command line, for error messages
 	args := []string{"-K", ifname}
 	for _, name := range names {
-		args = append(args, name, "off")
+		args = append(args, name, onOff(want[name]))
 	}
 	if _, err := ns.Run(ctx, "ethtool", args...); err != nil {
-		return fmt.Errorf("turn off offloads of %s: %w", ifname, err)
+		return fmt.Errorf("set offloads of %s: %w", ifname, err)
 	}
 	fs, err = features(ctx, ns, ifname)
 	if err != nil {
 		return err
 	}
-	var still []string
+	var wrong []string
 	for _, name := range names {
-		if fs[name].on {
-			still = append(still, name)
+		if fs[name].on != want[name] {
+			wrong = append(wrong, name+" "+onOff(fs[name].on))
 		}
 	}
-	if len(still) > 0 {
-		return fmt.Errorf("turn off offloads of %s: still on: %s", ifname, strings.Join(still, ", "))
+	if len(wrong) > 0 {
+		return fmt.Errorf("set offloads of %s: still %s", ifname, strings.Join(wrong, ", "))
 	}
 	return nil
+}
+
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
 }

@@ -74,8 +74,9 @@ func TestIsWireOffload(t *testing.T) {
 		"tx-tcp-segmentation":          true,
 		"tx-udp_tnl-csum-segmentation": true,
 		"tx-udp-segmentation":          true,
-		"generic-receive-offload":      true,
 		"tx-checksum-ip-generic":       true,
+		"rx-gro-list":                  true,
+		"generic-receive-offload":      false, // a NIC's driver does GRO
 		"rx-checksumming":              false,
 		"scatter-gather":               false,
 		"rx-vlan-offload":              false,
@@ -83,6 +84,10 @@ func TestIsWireOffload(t *testing.T) {
 	} {
 		if got := isWireOffload(name); got != want {
 			t.Errorf("isWireOffload(%q) = %v, want %v", name, got, want)
+		}
+		// The plain wire turns off GRO as well.
+		if got, want := isPlainOffload(name), want || name == "generic-receive-offload"; got != want {
+			t.Errorf("isPlainOffload(%q) = %v, want %v", name, got, want)
 		}
 	}
 }

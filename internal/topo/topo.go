@@ -2,9 +2,10 @@
 
 // Package topo builds the two-host overlay topology that vxdp's integration
 // tests, demo and benchmarks run on, out of network namespaces: two hosts
-// joined by a veth wire, a container namespace behind each host, and on
-// demand the kernel's own overlay (vxlan + bridge + veth, as Docker's overlay
-// driver builds it) on either host.
+// joined by a veth wire that behaves like a NIC between them (WireKind), a
+// container namespace behind each host, and on demand the kernel's own
+// overlay (vxlan + bridge + veth, as Docker's overlay driver builds it) on
+// either host, or its bridge between both containers on one host.
 //
 //	<prefix>-cA                                              <prefix>-cB
 //	  eth0 10.42.0.1/24                                 10.42.0.2/24 eth0
@@ -45,6 +46,9 @@ const (
 	// ContainerVethIf is the container end of the veth pair, in the
 	// container namespace.
 	ContainerVethIf = "eth0"
+	// LocalVethIf is the host end of the second container's veth pair on
+	// the bridge that LocalBridge builds.
+	LocalVethIf = "veth1"
 )
 
 // Defaults for the zero fields of Options.
@@ -153,14 +157,37 @@ type Options struct {
 	// WireA and WireB name the wire ends in hosts A and B. Default "ethA"
 	// and "ethB".
 	WireA, WireB string
-	// WireOffloads leaves the veth's offloads on. When false (the default),
-	// segmentation (TSO, GSO, UFO/USO, tunnel GSO), GRO and TX checksum
-	// offloads are turned off on both wire ends, so every frame crosses the
-	// wire MTU-sized with complete checksums, as it leaves a real NIC. With
-	// them on, a veth carries 64 KB frames with unfinished checksums, which
-	// flatters the kernel baseline and no AF_XDP receiver can take as is.
-	WireOffloads bool
+	// WireKind says how the veth wire behaves; empty means WireNIC.
+	WireKind WireKind
 }
+
+// WireKind is how the veth wire between the hosts behaves (DESIGN.md,
+// decision 5).
+type WireKind string
+
+const (
+	// WireNIC makes the wire behave like a NIC between two hosts, the
+	// default: it carries MTU-sized frames with finished checksums
+	// (segmentation offloads (TSO, GSO, USO, tunnel GSO) and TX checksum
+	// offload off on both ends), each end receives in batches in its own
+	// NAPI thread, with GRO, as a NIC's driver does (GRO on, which gives a
+	// veth its NAPI, and /sys/class/net/DEV/threaded = 1), and each end
+	// sends through a NIC's qdisc (mq with a pfifo_fast per TX queue), so
+	// that a sender faster than the peer's NAPI thread waits as it would
+	// for a full TX ring, instead of losing the frames that do not fit the
+	// peer's 256-frame ring (a veth without a qdisc drops them).
+	WireNIC WireKind = "nic"
+	// WirePlain is a plain veth with the same offloads off and GRO off as
+	// well: without NAPI, the receiving end's whole path runs inside the
+	// sender's transmit, one frame at a time, which no pair of hosts does.
+	// Kept for comparison.
+	WirePlain WireKind = "plain"
+	// WireOffloaded leaves the veth's own offloads on: it carries 64 KB
+	// frames with unfinished checksums, which flatters the kernel baseline
+	// and no AF_XDP receiver can take as is. Only for tests of the
+	// topology itself.
+	WireOffloaded WireKind = "offloads"
+)
 
 // Topology is a live two-host topology. Its exported fields describe it;
 // callers read them instead of hardcoding names and addresses, and must not
@@ -188,8 +215,8 @@ type Topology struct {
 	OverlayMTU int
 	// WireQueues is the number of TX and of RX queues on each wire end.
 	WireQueues int
-	// WireOffloads reports whether the wire's offloads were left on.
-	WireOffloads bool
+	// WireKind is how the wire behaves: WireNIC, WirePlain or WireOffloaded.
+	WireKind WireKind
 	// KeepPorts makes VXDPConfig ask vxdp to leave its TAPs when it exits (ports_on_exit:
 	// keep, vxdp's own default); false, the topology's default, has them removed, so that
 	// a test or benchmark leaves nothing but what deleting its namespaces removes.
@@ -228,23 +255,23 @@ func New(ctx context.Context, opts Options) (*Topology, error) {
 		return nil, fmt.Errorf("validate topology options: %w", err)
 	}
 	t := &Topology{
-		Prefix:       opts.Prefix,
-		HostA:        NS{opts.Prefix + "-" + roles[0]},
-		HostB:        NS{opts.Prefix + "-" + roles[1]},
-		ContainerA:   NS{opts.Prefix + "-" + roles[2]},
-		ContainerB:   NS{opts.Prefix + "-" + roles[3]},
-		WireA:        opts.WireA,
-		WireB:        opts.WireB,
-		UnderlayA:    opts.UnderlayA,
-		UnderlayB:    opts.UnderlayB,
-		OverlayA:     opts.OverlayA,
-		OverlayB:     opts.OverlayB,
-		VNI:          opts.VNI,
-		Port:         opts.Port,
-		WireMTU:      opts.WireMTU,
-		OverlayMTU:   opts.OverlayMTU,
-		WireQueues:   opts.WireQueues,
-		WireOffloads: opts.WireOffloads,
+		Prefix:     opts.Prefix,
+		HostA:      NS{opts.Prefix + "-" + roles[0]},
+		HostB:      NS{opts.Prefix + "-" + roles[1]},
+		ContainerA: NS{opts.Prefix + "-" + roles[2]},
+		ContainerB: NS{opts.Prefix + "-" + roles[3]},
+		WireA:      opts.WireA,
+		WireB:      opts.WireB,
+		UnderlayA:  opts.UnderlayA,
+		UnderlayB:  opts.UnderlayB,
+		OverlayA:   opts.OverlayA,
+		OverlayB:   opts.OverlayB,
+		VNI:        opts.VNI,
+		Port:       opts.Port,
+		WireMTU:    opts.WireMTU,
+		OverlayMTU: opts.OverlayMTU,
+		WireQueues: opts.WireQueues,
+		WireKind:   opts.WireKind,
 	}
 	if err := t.build(ctx); err != nil {
 		if cerr := t.Close(); cerr != nil {
@@ -284,16 +311,35 @@ func (t *Topology) build(ctx context.Context) error {
 	}
 	for _, s := range []Side{SideA, SideB} {
 		h, wire := t.Host(s), t.Wire(s)
-		if !t.WireOffloads {
-			if err := wireOffloadsOff(ctx, h, wire); err != nil {
-				return err
-			}
+		var err error
+		switch t.WireKind {
+		case WireNIC:
+			err = setFeatures(ctx, h, wire, isWireOffload, nicFeatures)
+		case WirePlain:
+			err = setFeatures(ctx, h, wire, isPlainOffload, nil)
+		}
+		if err != nil {
+			return err
 		}
 		if _, err := h.ip(ctx, "addr", "add", t.Underlay(s).String(), "dev", wire); err != nil {
 			return err
 		}
-		if _, err := h.ip(ctx, "link", "set", wire, "up"); err != nil {
+	}
+	// Up only once both ends are configured: a veth enables its NAPI when it
+	// comes up with GRO on, and the threaded switch needs the NAPI there.
+	for _, s := range []Side{SideA, SideB} {
+		if _, err := t.Host(s).ip(ctx, "link", "set", t.Wire(s), "up"); err != nil {
 			return err
+		}
+	}
+	if t.WireKind == WireNIC {
+		for _, s := range []Side{SideA, SideB} {
+			if err := setThreadedNAPI(ctx, t.Host(s), t.Wire(s)); err != nil {
+				return err
+			}
+			if err := setNICQdisc(ctx, t.Host(s), t.Wire(s), t.WireQueues); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -420,15 +466,72 @@ func (t *Topology) kernelVXLAN(ctx context.Context, s Side) error {
 	return err
 }
 
-// RemoveKernelVXLAN removes what KernelVXLAN built on side s, leaving the
-// side ready for vxdp; parts already gone are skipped.
+// LocalBridge builds on the host of side s the kernel's path between two
+// containers of one node, as Docker's bridge network builds it: a bridge
+// with a veth pair into each container namespace, the pair of side s ending
+// in its container's eth0 and the other side's container moved onto this
+// host the same way (LocalVethIf), each with its overlay address. Nothing
+// goes on the wire. RemoveKernelVXLAN removes it. On error it removes what
+// it made.
+func (t *Topology) LocalBridge(ctx context.Context, s Side) error {
+	h := t.Host(s)
+	for _, ifname := range []string{BridgeIf, HostVethIf, LocalVethIf} {
+		if _, err := h.ip(ctx, "link", "show", "dev", ifname); err == nil {
+			return fmt.Errorf("build local bridge on %s: %s %w", h, ifname, os.ErrExist)
+		}
+	}
+	if err := t.localBridge(ctx, s); err != nil {
+		if rerr := t.RemoveKernelVXLAN(ctx, s); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+		return fmt.Errorf("build local bridge on %s: %w", h, err)
+	}
+	return nil
+}
+
+func (t *Topology) localBridge(ctx context.Context, s Side) error {
+	h := t.Host(s)
+	mtu := strconv.Itoa(t.OverlayMTU)
+	if _, err := h.ip(ctx, "link", "add", BridgeIf, "mtu", mtu, "type", "bridge"); err != nil {
+		return err
+	}
+	if _, err := h.ip(ctx, "link", "set", BridgeIf, "up"); err != nil {
+		return err
+	}
+	for _, c := range []struct {
+		hostIf string
+		side   Side
+	}{{HostVethIf, s}, {LocalVethIf, s.Other()}} {
+		ns := t.Container(c.side)
+		for _, args := range [][]string{
+			{"link", "add", c.hostIf, "mtu", mtu, "type", "veth",
+				"peer", "name", ContainerVethIf, "mtu", mtu, "netns", ns.Name},
+			{"link", "set", c.hostIf, "master", BridgeIf},
+			{"link", "set", c.hostIf, "up"},
+		} {
+			if _, err := h.ip(ctx, args...); err != nil {
+				return err
+			}
+		}
+		if _, err := ns.ip(ctx, "addr", "add", t.Overlay(c.side).String(), "dev", ContainerVethIf); err != nil {
+			return err
+		}
+		if _, err := ns.ip(ctx, "link", "set", ContainerVethIf, "up"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RemoveKernelVXLAN removes what KernelVXLAN or LocalBridge built on side s,
+// leaving the side ready for vxdp; parts already gone are skipped.
 func (t *Topology) RemoveKernelVXLAN(ctx context.Context, s Side) error {
 	h := t.Host(s)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cmdTimeout)
 	defer cancel()
 	var errs []error
 	// Deleting the host veth also deletes the container's end.
-	for _, ifname := range []string{HostVethIf, BridgeIf, VXLANIf} {
+	for _, ifname := range []string{HostVethIf, LocalVethIf, BridgeIf, VXLANIf} {
 		if _, err := h.ip(ctx, "link", "show", "dev", ifname); err != nil {
 			continue // not there
 		}
@@ -645,6 +748,9 @@ func (o *Options) setDefaults() {
 	if o.WireB == "" {
 		o.WireB = DefaultWireB
 	}
+	if o.WireKind == "" {
+		o.WireKind = WireNIC
+	}
 }
 
 // ErrBadOption reports an Options field out of range or inconsistent, or a
@@ -681,6 +787,11 @@ func (o *Options) validate() error {
 	if o.OverlayMTU < 68 || o.OverlayMTU > o.WireMTU-overhead {
 		return fmt.Errorf("%w: overlay MTU %d outside 68..%d (wire MTU %d minus %d bytes of VXLAN headers)",
 			ErrBadOption, o.OverlayMTU, o.WireMTU-overhead, o.WireMTU, overhead)
+	}
+	switch o.WireKind {
+	case WireNIC, WirePlain, WireOffloaded:
+	default:
+		return fmt.Errorf("%w: wire kind %q (want %q, %q or %q)", ErrBadOption, o.WireKind, WireNIC, WirePlain, WireOffloaded)
 	}
 	if o.WireQueues < 1 || o.WireQueues > maxQueues {
 		return fmt.Errorf("%w: %d wire queues outside 1..%d", ErrBadOption, o.WireQueues, maxQueues)

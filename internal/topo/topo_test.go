@@ -129,10 +129,13 @@ func TestKernelOverlay(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, name := range []string{"tcp-segmentation-offload", "generic-segmentation-offload",
-			"generic-receive-offload", "tx-udp-segmentation", "tx-checksum-ip-generic"} {
+			"tx-udp-segmentation", "tx-checksum-ip-generic"} {
 			if on, ok := fs[name]; !ok || on {
 				t.Errorf("%s %s: %s present=%v on=%v, want present and off", h, wire, name, ok, on)
 			}
+		}
+		if !fs["generic-receive-offload"] {
+			t.Errorf("%s %s: GRO off, want on (the NIC-like wire)", h, wire)
 		}
 		queues := strings.Fields(mustRun(t, h, "ls", "/sys/class/net/"+wire+"/queues"))
 		if strings.Join(queues, " ") != "rx-0 rx-1 tx-0 tx-1" {
@@ -166,8 +169,10 @@ func TestKernelOverlay(t *testing.T) {
 }
 
 // TestWireFrames checks what the default wire carries: with a TCP stream
-// over the kernel overlay, every VXLAN frame on the wire fits the wire MTU
-// and its inner TCP checksum is complete, as behind a real NIC.
+// over the kernel overlay, every VXLAN frame host A sends on the wire fits
+// the wire MTU and its inner TCP checksum is complete, as behind a real NIC.
+// The capture is on the sender's end: the receiving end's GRO merges frames
+// before a packet socket sees them, as a NIC's driver does.
 func TestWireFrames(t *testing.T) {
 	requireRoot(t)
 	ctx := testCtx(t)
@@ -177,7 +182,7 @@ func TestWireFrames(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	capFD := openCapture(t, tp.HostB, tp.WireB)
+	capFD := openCapture(t, tp.HostA, tp.WireA)
 
 	const streamBytes = 1 << 20
 	var ln net.Listener
@@ -218,12 +223,15 @@ func TestWireFrames(t *testing.T) {
 	frames, maxLen, checked := 0, 0, 0
 	buf := make([]byte, 1<<16)
 	for {
-		n, _, err := unix.Recvfrom(capFD, buf, unix.MSG_DONTWAIT|unix.MSG_TRUNC)
+		n, from, err := unix.Recvfrom(capFD, buf, unix.MSG_DONTWAIT|unix.MSG_TRUNC)
 		if errors.Is(err, unix.EAGAIN) {
 			break
 		}
 		if err != nil {
 			t.Fatal(err)
+		}
+		if ll, ok := from.(*unix.SockaddrLinklayer); !ok || ll.Pkttype != unix.PACKET_OUTGOING {
+			continue // what host A received, after its GRO
 		}
 		inner, ok := vxlanInnerTCP(buf[:min(n, len(buf))])
 		if !ok {
@@ -664,15 +672,92 @@ func TestCleanup(t *testing.T) {
 
 func TestWireOffloadsOn(t *testing.T) {
 	requireRoot(t)
-	tp := newTopo(t, Options{WireOffloads: true, WireQueues: 1})
+	tp := newTopo(t, Options{WireKind: WireOffloaded, WireQueues: 1})
 	fs, err := Features(testCtx(t), tp.HostB, tp.WireB)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !fs["tcp-segmentation-offload"] || !fs["generic-segmentation-offload"] {
-		t.Errorf("WireOffloads true, but TSO=%v GSO=%v", fs["tcp-segmentation-offload"], fs["generic-segmentation-offload"])
+		t.Errorf("WireOffloaded, but TSO=%v GSO=%v", fs["tcp-segmentation-offload"], fs["generic-segmentation-offload"])
 	}
 	if queues := mustRun(t, tp.HostB, "ls", "/sys/class/net/"+tp.WireB+"/queues"); strings.Join(strings.Fields(queues), " ") != "rx-0 tx-0" {
 		t.Errorf("queues = %q, want one of each", queues)
+	}
+}
+
+// TestWireKinds checks each end of the NIC-like wire (the default) and of
+// the plain one: segmentation and TX checksum offloads off on both, GRO,
+// threaded NAPI and a NIC's qdisc on the NIC-like wire only.
+func TestWireKinds(t *testing.T) {
+	requireRoot(t)
+	for _, kind := range []WireKind{"", WirePlain} {
+		nic := kind == ""
+		tp := newTopo(t, Options{WireKind: kind})
+		if nic && tp.WireKind != WireNIC {
+			t.Errorf("default WireKind = %q, want %q", tp.WireKind, WireNIC)
+		}
+		ctx := testCtx(t)
+		for _, s := range []Side{SideA, SideB} {
+			fs, err := Features(ctx, tp.Host(s), tp.Wire(s))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, name := range []string{"tcp-segmentation-offload", "generic-segmentation-offload",
+				"tx-udp-segmentation", "tx-udp_tnl-segmentation", "tx-checksumming"} {
+				if fs[name] {
+					t.Errorf("%s wire, %s: %s on", tp.WireKind, tp.Wire(s), name)
+				}
+			}
+			if fs["generic-receive-offload"] != nic {
+				t.Errorf("%s wire, %s: GRO %v, want %v", tp.WireKind, tp.Wire(s), fs["generic-receive-offload"], nic)
+			}
+			threaded, err := ThreadedNAPI(ctx, tp.Host(s), tp.Wire(s))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if threaded != nic {
+				t.Errorf("%s wire, %s: threaded NAPI %v, want %v", tp.WireKind, tp.Wire(s), threaded, nic)
+			}
+			qdiscs, err := run(exec.CommandContext(ctx, "tc", "-n", tp.Host(s).Name, "qdisc", "show", "dev", tp.Wire(s)), tp.Host(s).Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if nic && (!strings.Contains(qdiscs, "qdisc mq 1: root") || strings.Count(qdiscs, "qdisc pfifo_fast") != tp.WireQueues) {
+				t.Errorf("nic wire, %s: qdiscs\n%s\nwant mq with a pfifo_fast on each of the %d TX queues", tp.Wire(s), qdiscs, tp.WireQueues)
+			}
+			if !nic && !strings.Contains(qdiscs, "noqueue") {
+				t.Errorf("plain wire, %s: qdiscs\n%s\nwant the veth's own noqueue", tp.Wire(s), qdiscs)
+			}
+		}
+	}
+}
+
+// TestLocalBridge checks the kernel's path between two containers of one node: both reach
+// each other over the bridge on host B, and RemoveKernelVXLAN takes all of it away.
+func TestLocalBridge(t *testing.T) {
+	requireRoot(t)
+	ctx := testCtx(t)
+	tp := newTopo(t, Options{})
+	if err := tp.LocalBridge(ctx, SideB); err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.LocalBridge(ctx, SideB); !errors.Is(err, os.ErrExist) {
+		t.Errorf("second LocalBridge = %v, want ErrExist", err)
+	}
+	if _, err := tp.ContainerA.Ping(ctx, tp.OverlayB.Addr()); err != nil {
+		t.Errorf("container A to B over host B's bridge: %v", err)
+	}
+	if master := mustRun(t, tp.HostB, "ip", "-o", "link", "show", "master", BridgeIf); !strings.Contains(master, HostVethIf+"@") ||
+		!strings.Contains(master, LocalVethIf+"@") {
+		t.Errorf("bridge ports: %s, want %s and %s", master, HostVethIf, LocalVethIf)
+	}
+	if err := tp.RemoveKernelVXLAN(ctx, SideB); err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range []NS{tp.HostB, tp.ContainerA, tp.ContainerB} {
+		if out := mustRun(t, ns, "ip", "-o", "link", "show"); strings.Contains(out, "veth") || strings.Contains(out, "eth0") ||
+			strings.Contains(out, BridgeIf) {
+			t.Errorf("left in %s after RemoveKernelVXLAN:\n%s", ns, out)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 )
@@ -87,4 +88,46 @@ func SockFlowEntries() (int, error) {
 		return 0, fmt.Errorf("read rps_sock_flow_entries: %w", err)
 	}
 	return n, nil
+}
+
+// setThreadedNAPI makes ifname in ns poll its receive queues in NAPI threads of their own
+// (/sys/class/net/DEV/threaded = 1), as a NIC's driver can, instead of in the softirq of
+// whichever context raised it. The device must have its NAPI already: a veth has it once
+// it is up with GRO on (the kernel refuses the write otherwise).
+func setThreadedNAPI(ctx context.Context, ns NS, ifname string) error {
+	const script = `echo 1 > /sys/class/net/"$1"/threaded && read v < /sys/class/net/"$1"/threaded && [ "$v" = 1 ]`
+	if _, err := ns.Run(ctx, "sh", "-c", script, "sh", ifname); err != nil {
+		return fmt.Errorf("set threaded napi on %s: %w", ifname, err)
+	}
+	return nil
+}
+
+// ThreadedNAPI reports whether ifname in ns polls in NAPI threads of its own.
+func ThreadedNAPI(ctx context.Context, ns NS, ifname string) (bool, error) {
+	if err := validIfName(ifname); err != nil {
+		return false, fmt.Errorf("read threaded napi: %w", err)
+	}
+	out, err := ns.Run(ctx, "cat", "/sys/class/net/"+ifname+"/threaded")
+	if err != nil {
+		return false, fmt.Errorf("read threaded napi of %s: %w", ifname, err)
+	}
+	return strings.TrimSpace(out) == "1", nil
+}
+
+// setNICQdisc gives ifname in ns the qdisc a multi-queue NIC gets by default: mq at the
+// root and a pfifo_fast (of txqueuelen, 1000 frames) on each of its queues TX queues,
+// named explicitly so that net.core.default_qdisc does not change the wire. On a veth
+// with a qdisc the kernel stops the TX queue while the peer's receive ring is full (the
+// sender waits, as for a NIC's full TX ring); without one it drops what does not fit.
+func setNICQdisc(ctx context.Context, ns NS, ifname string, queues int) error {
+	steps := [][]string{{"qdisc", "replace", "dev", ifname, "root", "handle", "1:", "mq"}}
+	for q := 1; q <= queues; q++ {
+		steps = append(steps, []string{"qdisc", "replace", "dev", ifname, "parent", fmt.Sprintf("1:%x", q), "pfifo_fast"})
+	}
+	for _, args := range steps {
+		if _, err := run(exec.CommandContext(ctx, "tc", append([]string{"-n", ns.Name}, args...)...), ns.Name); err != nil {
+			return fmt.Errorf("set qdisc of %s: %w", ifname, err)
+		}
+	}
+	return nil
 }

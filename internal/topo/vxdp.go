@@ -67,6 +67,34 @@ networks:
 		port, t.Container(s).Path(), t.OverlayMTU, extra)
 }
 
+// VXDPLocalConfig returns the config file of one vxdp on side s with two ports of one VNI,
+// one into each container: portA is container A's port and portB container B's, each
+// "tap: NAME" or "veth: NAME", each becoming its container's eth0. Traffic between them is
+// switched on the node and never crosses the wire (two containers of one node; container A
+// is moved onto host s for it). extra is appended as in VXDPConfig.
+func (t *Topology) VXDPLocalConfig(s Side, portA, portB, extra string) string {
+	onExit := "remove"
+	if t.KeepPorts {
+		onExit = "keep"
+	}
+	var ports strings.Builder
+	for _, p := range []struct {
+		port string
+		ns   NS
+	}{{portA, t.ContainerA}, {portB, t.ContainerB}} {
+		fmt.Fprintf(&ports, "      - %s\n        netns: %s\n        ifname: eth0\n        mtu: %d\n", p.port, p.ns.Path(), t.OverlayMTU)
+	}
+	return fmt.Sprintf(`underlay: %s
+local: %s
+port: %d
+ports_on_exit: %s
+networks:
+  - vni: %d
+    remotes: [%s]
+    ports:
+%s%s`, t.Wire(s), t.Underlay(s).Addr(), t.Port, onExit, t.VNI, t.Underlay(s.Other()).Addr(), ports.String(), extra)
+}
+
 // StartVXDP runs the vxdp binary on side s with VXDPConfig(s, extra), waits until its TAP
 // shows up in the container as eth0, and gives it the container's address. The process
 // is stopped with Stop (or Kill); Close of the topology does not stop it.

@@ -4,7 +4,7 @@
 // network namespaces and writes results.json, results.csv, summary.md and
 // PNG plots into a directory.
 //
-//	vxdp-bench [-quick] [-check] [-vxdp bin/vxdp] [-out bench/out] [flags]
+//	vxdp-bench [-quick] [-check] [-vxdp bin/vxdp] [-out bench/out] [-wire nic|plain] [-pprof] [-perf] [flags]
 //	vxdp-bench -render bench/out/results.json [-out DIR]
 //
 // SIGINT or SIGTERM stops the run, removes every namespace it made, stops
@@ -21,12 +21,14 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/vxdp/vxdp/bench"
+	"github.com/vxdp/vxdp/internal/topo"
 )
 
 // Exit codes.
@@ -45,7 +47,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	vxdp := fs.String("vxdp", "bin/vxdp", "the vxdp binary, for the vxdp configurations")
 	out := fs.String("out", "bench/out", "directory for results.json, results.csv, summary.md and the plots")
-	quick := fs.Bool("quick", false, "the quick plan (CI's smoke test): one flow of TCP and UDP everywhere, one point of each sweep, 1 repetition of 2 s runs")
+	quick := fs.Bool("quick", false, "the quick plan (CI's smoke test): one flow of TCP, 8 KB and 64 B UDP and TCP at 2 Gbit/s on "+strings.Join(bench.QuickConfigs, ",")+" (or -configs), 1 repetition of 2 s runs")
 	check := fs.Bool("check", false, "exit 1 if any configuration and workload of the plan produced no number (never a speed threshold)")
 	reps := fs.Int("reps", 0, "repetitions (default 5, quick 1)")
 	dur := fs.Duration("t", 0, "length of each iperf3 run (default 5s, quick 2s)")
@@ -56,12 +58,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	noOffload := fs.Bool("nooffload", false, "adds configurations vxdp-nooffload and vxdp-both-nooffload (\"offload: false\")")
 	veth := fs.Bool("veth", false, "adds configurations vxdp-veth and vxdp-both-veth (veth ports instead of TAPs); -configs may name them without it")
 	pprof := fs.Bool("pprof", false, "also write a CPU profile of every vxdp process over every run into OUT/pprof (from its admin server)")
+	perf := fs.Bool("perf", false, "also write a whole-machine profile of every run (perf record -a -g) into OUT/perf")
+	wire := fs.String("wire", string(topo.WireNIC), "the wire between the hosts: nic (each end receives in its own NAPI thread, with GRO) or plain (a veth without GRO or NAPI)")
 	render := fs.String("render", "", "re-render summary, CSV and plots from this results.json instead of running")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "vxdp-bench: unexpected arguments %q\n", fs.Args())
+		return exitUsage
+	}
+	if k := topo.WireKind(*wire); k != topo.WireNIC && k != topo.WirePlain {
+		fmt.Fprintf(stderr, "vxdp-bench: -wire: %q is neither %s nor %s\n", *wire, topo.WireNIC, topo.WirePlain)
 		return exitUsage
 	}
 	if *render != "" {
@@ -93,10 +101,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	all = append(all, variants...)
 	sweepNames := list(*sweep)
+	effNames := slices.Clone(bench.EfficiencyConfigs)
+	var variantNames []string
 	for _, c := range variants {
-		sweepNames = append(sweepNames, c.Name)
+		variantNames = append(variantNames, c.Name)
 	}
-	if *configs != "" {
+	sweepNames = append(sweepNames, variantNames...)
+	effNames = append(effNames, variantNames...)
+	switch {
+	case *configs != "":
 		if !*veth { // named in -configs, they run without the flag
 			all = append(all, bench.VethConfigs()...)
 		}
@@ -104,10 +117,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "vxdp-bench: -configs:", err)
 			return exitUsage
 		}
+	case *quick:
+		if all, err = bench.SelectConfigs(all, append(slices.Clone(bench.QuickConfigs), variantNames...)); err != nil {
+			fmt.Fprintln(stderr, "vxdp-bench:", err)
+			return exitFailure
+		}
 	}
-	plan := bench.FullPlan(all, sweepNames)
+	plan := bench.FullPlan(all, sweepNames, effNames)
 	if *quick {
-		plan = bench.QuickPlan(all, sweepNames)
+		plan = bench.QuickPlan(all, effNames)
 	}
 	if *reps > 0 {
 		plan.Reps = *reps
@@ -124,7 +142,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		stop()
 		fmt.Fprintln(stderr, "vxdp-bench: stopping: tearing down and writing partial results (signal again to exit at once)")
 	}()
-	opts := bench.Options{Plan: plan, VXDP: *vxdp, Progress: stdout}
+	opts := bench.Options{Plan: plan, VXDP: *vxdp, Progress: stdout, Wire: topo.WireKind(*wire)}
+	if *perf {
+		opts.PerfDir = filepath.Join(*out, "perf")
+		if err := os.MkdirAll(opts.PerfDir, 0o755); err != nil {
+			fmt.Fprintln(stderr, "vxdp-bench:", err)
+			return exitFailure
+		}
+	}
 	if *pprof {
 		opts.ProfileDir = filepath.Join(*out, "pprof")
 		if err := os.MkdirAll(opts.ProfileDir, 0o755); err != nil {
