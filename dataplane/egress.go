@@ -37,6 +37,12 @@ type egress struct {
 	// plain and plainSize present a frame that needs no cutting as a list of one.
 	plain     [][]byte
 	plainSize []int
+	// inPlace: a segment with its outer headers fits one UMEM frame, so a super-frame for
+	// one remote is cut straight into TX frames reserved from sock (zc, with zsizes), its
+	// segments encapsulated there and posted without another copy.
+	inPlace bool
+	zc      [][]byte
+	zsizes  []int
 	// veth holds what toVeth cuts from super-frames for veth ports; nil until needed.
 	veth *vethScratch
 }
@@ -103,7 +109,11 @@ func newEgress(v *VTEP, t *tap, c *counters, sock *xsk.Socket) *egress {
 			e.segs[i] = make([]byte, packet.Headroom+14+e.mtu)
 		}
 		e.sizes = make([]int, len(e.segs))
-		e.tx = make([][]byte, 0, tapVnetBatch+len(e.segs))
+		e.inPlace = packet.Headroom+14+e.mtu <= sock.FrameSize()
+		e.zc = make([][]byte, tapGSOMaxSegs)
+		e.zsizes = make([]int, tapGSOMaxSegs)
+		// Room for a batch of super-frames all cut in place, and the copies.
+		e.tx = make([][]byte, 0, tapVnetBatch*(tapGSOMaxSegs+1)+len(e.segs))
 	}
 	return e
 }
@@ -253,7 +263,7 @@ func (e *egress) toRemote(buf []byte, off, size int, hdr offload.VirtioNetHdr, r
 		e.c.drops[DropNoNeighbour].Add(1)
 		return
 	}
-	bufs, sizes := e.segment(buf, off, size, hdr)
+	bufs, sizes, inPlace := e.segmentInPlace(buf, off, size, hdr)
 	if len(bufs) == 0 {
 		return
 	}
@@ -261,8 +271,40 @@ func (e *egress) toRemote(buf []byte, off, size int, hdr offload.VirtioNetHdr, r
 	for j, seg := range bufs {
 		if frame := e.encap(i, seg, packet.Headroom, sizes[j], srcPort); frame != nil {
 			e.tx = append(e.tx, frame)
+		} else if inPlace {
+			e.sock.Release(bufs[j : j+1])
 		}
 	}
+}
+
+// segmentInPlace is segment for a frame toward one remote VTEP: a super-frame is cut
+// straight into TX frames of the underlay socket when its segments fit them and enough are
+// free, which saves a copy of every byte; inPlace says so (the caller transmits or
+// releases each of bufs). Otherwise it is segment's result.
+func (e *egress) segmentInPlace(buf []byte, off, size int, hdr offload.VirtioNetHdr) (bufs [][]byte, sizes []int, inPlace bool) {
+	if !e.inPlace || hdr.GSOType == offload.GSONone {
+		bufs, sizes = e.segment(buf, off, size, hdr)
+		return bufs, sizes, false
+	}
+	frame := buf[off : off+size]
+	k, _, err := offload.Segments(hdr, frame, e.mtu)
+	if err == nil && k <= len(e.zc) {
+		got := e.sock.Reserve(e.zc[:k])
+		if got == k {
+			n, err := offload.Segment(hdr, frame, e.mtu, e.zc[:k], e.zsizes[:k], packet.Headroom)
+			if err == nil {
+				e.c.gsoSuper.Add(1)
+				e.c.gsoSegments.Add(uint64(n))
+				if n < k {
+					e.sock.Release(e.zc[n:k])
+				}
+				return e.zc[:n], e.zsizes[:n], true
+			}
+		}
+		e.sock.Release(e.zc[:got])
+	}
+	bufs, sizes = e.segment(buf, off, size, hdr)
+	return bufs, sizes, false
 }
 
 // segment readies a frame for the underlay and returns the frames to encapsulate, each at
@@ -353,6 +395,7 @@ func (e *egress) transmit(frames [][]byte) {
 		for _, f := range frames[posted:] {
 			e.c.txBytes.Add(-uint64(len(f)))
 		}
+		e.sock.Release(frames[posted:]) // those cut in place: their TX frames come back
 	}
 }
 

@@ -129,11 +129,7 @@ func (s *Socket) Fill(descs []Desc) {
 		return
 	}
 	s.rxCtr.filled.Add(uint64(back))
-	// rxOut is stored before drained is loaded, and Close stores drained before it loads
-	// rxOut (both sequentially consistent): at least one of the two sees the UMEM free.
-	if s.rxOut.Add(-int64(back)) <= 0 && s.drained.Load() {
-		s.releaseUMEM()
-	}
+	s.handBack(back)
 }
 
 // takeBack clears the held bit of each descriptor's frame and puts the frame aside; it

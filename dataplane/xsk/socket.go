@@ -56,7 +56,8 @@ type Socket struct {
 	deadlineMu sync.Mutex
 	// drained is set by Close once no call can touch the UMEM any more.
 	drained atomic.Bool
-	// rxOut counts the frames the caller holds: received, not yet handed back to Fill.
+	// rxOut counts the frames the caller holds: received and not yet handed back to Fill,
+	// or reserved for TX (Reserve) and neither transmitted nor released.
 	// The UMEM outlives Close until it drops to zero, so held frames stay readable.
 	rxOut        atomic.Int64
 	umemReleased atomic.Bool
