@@ -286,4 +286,3 @@ func udpDF(t *testing.T, tp *topo.Topology, s topo.Side, size, n int) {
 		t.Fatalf("only %d of %d unfragmented %d-byte datagrams arrived intact", got, n, size)
 	}
 }
-
