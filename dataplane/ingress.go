@@ -30,9 +30,9 @@ type microflow struct {
 	descs []xsk.Desc // frames taken from the RX ring, still held
 	n     int        // descs[:n] are held; the reader hands them back when it reuses the slot
 	out   []delivery // what the merger writes, in order; filled by the worker
-	// bufs hold the GRO super-frames the worker builds from this micro-flow's frames,
-	// until the merger has written them (nil without offloads).
-	bufs [][]byte
+	// rest holds the pieces of the GRO super-frames the worker built in place from this
+	// micro-flow's frames (delivery.rest are slices of it): one per frame at most.
+	rest [][]byte
 	// jumbo holds the frames the worker gathered from several UMEM frames each, until the
 	// merger has written them (nil without multi-buffer sockets). Room for every byte
 	// descs can hold, so a micro-flow's frames always fit.
@@ -44,18 +44,18 @@ type microflow struct {
 type delivery struct {
 	t   *tap
 	pkt []byte
+	// rest, for a super-frame built in place, are the payloads of the frames merged
+	// behind pkt, where they lie (the UMEM, or jumbo): one gathering write with pkt.
+	rest [][]byte
 	// frames and bytes are the inner frames the write carries as they crossed the
 	// underlay: a super-frame counts each segment it merged, headers included.
 	frames, bytes uint32
 }
 
-// groFlows is how many inner flows a worker coalesces at once within a micro-flow;
-// groBufs how many super-frames one micro-flow may build. Beyond them, frames go to
-// the TAP as they came.
-const (
-	groFlows = 8
-	groBufs  = 4
-)
+// groFlows is how many inner flows a worker coalesces at once within a micro-flow.
+// Super-frames are built in place, in the micro-flow's own frames, so a micro-flow needs
+// no buffer for them.
+const groFlows = 8
 
 // worker is the state of one ingress worker, allocated before the pool starts.
 type worker struct {
@@ -79,14 +79,15 @@ type queue struct {
 	wait waitHistogram
 	// veth gathers the merger's deliveries to veth ports, one Transmit per port and micro-flow.
 	veth vethBatch
+	// writer makes the merger's gathering writes of super-frames built in place.
+	writer *tapWriter
 }
 
 // newQueue prepares the reorder line of socket s; depth micro-flows of batch frames each
-// may be in flight, each with groBufs super-frame buffers of groBufLen bytes if
-// groBufLen > 0. With a multi-buffer socket a micro-flow takes batch UMEM frames, at
+// may be in flight. With a multi-buffer socket a micro-flow takes batch UMEM frames, at
 // least a packet's worth (xsk.MaxChunks), and a buffer to gather them into.
-func newQueue(index int, s *xsk.Socket, depth, batch, groBufLen int) (*queue, error) {
-	q := &queue{index: index, sock: s}
+func newQueue(index int, s *xsk.Socket, depth, batch int) (*queue, error) {
+	q := &queue{index: index, sock: s, writer: newTapWriter()}
 	descs := batch
 	if s.MultiBuffer() {
 		descs = max(batch, xsk.MaxChunks)
@@ -100,12 +101,7 @@ func newQueue(index int, s *xsk.Socket, depth, batch, groBufLen int) (*queue, er
 			if s.MultiBuffer() {
 				mf.jumbo = make([]byte, descs*(s.FrameSize()-xsk.RxHeadroom))
 			}
-			if groBufLen > 0 {
-				mf.bufs = make([][]byte, groBufs)
-				for i := range mf.bufs {
-					mf.bufs[i] = make([]byte, groBufLen)
-				}
-			}
+			mf.rest = make([][]byte, 0, descs)
 			q.items = append(q.items, mf)
 		},
 	})
@@ -164,6 +160,10 @@ func (v *VTEP) runMerger(q *queue) {
 				q.veth.pend = append(q.veth.pend, d)
 				continue
 			}
+			if d.rest != nil {
+				v.delivered(d.t, q.writer.writev(d.t, d.pkt, d.rest), d.frames, d.bytes, &q.c)
+				continue
+			}
 			v.deliver(d.t, d.pkt, d.frames, d.bytes, &q.c)
 		}
 		q.veth.flush(v, &q.c)
@@ -198,23 +198,11 @@ func (v *VTEP) newWorkers() error {
 			continue
 		}
 		var err error
-		if w.gro, err = offload.NewCoalescer(offload.CoalescerConfig{MaxFlows: groFlows, UDP: uso}, nil); err != nil {
+		if w.gro, err = offload.NewCoalescer(offload.CoalescerConfig{MaxFlows: groFlows, UDP: uso, InPlace: true}, nil); err != nil {
 			return fmt.Errorf("worker %d: %w", i, err)
 		}
 	}
 	return nil
-}
-
-// groBufLen is the size of a micro-flow's super-frame buffers: a virtio_net_hdr and
-// the micro-flow's frames merged into one, up to the 64 KB a super-frame may carry.
-func groBufLen(cfg *Config) int {
-	mtu := 0
-	for _, n := range cfg.Networks {
-		for _, p := range n.Ports {
-			mtu = max(mtu, p.MTU)
-		}
-	}
-	return offload.HdrLen + min(offload.MaxFrameLen, cfg.MicroFlow*(14+mtu))
 }
 
 // process is the workers' part of a micro-flow: everything per frame but the TAP write.
@@ -222,9 +210,7 @@ func (v *VTEP) process(worker int, mf *microflow) {
 	w := &v.workers[worker]
 	w.c.microflows.Add(1)
 	w.mf = mf
-	if w.gro != nil {
-		w.gro.Reset(mf.bufs)
-	}
+	mf.rest = mf.rest[:0]
 	now := v.clock.Now()
 	var outer packet.Outer
 	v.mu.RLock() // once per micro-flow: the ports, networks and remotes hold still
@@ -342,13 +328,25 @@ func (w *worker) flood(ports []*tap, pkt []byte) {
 
 // emit takes what the coalescer lets out: a frame or a super-frame behind its
 // virtio_net_hdr, for the port tagged.
-func (w *worker) emit(tag uint32, vnetHdr, frame []byte) {
+func (w *worker) emit(tag uint32, vnetHdr, frame []byte, rest [][]byte) {
 	d := delivery{t: w.v.ports[tag], pkt: vnetHdr[:offload.HdrLen+len(frame)], frames: 1, bytes: uint32(len(frame))}
+	size := len(frame)
+	if rest != nil {
+		// The coalescer reuses rest: the pieces go into the micro-flow's own list, which has
+		// room for one per frame.
+		mf := w.mf
+		start := len(mf.rest)
+		mf.rest = append(mf.rest, rest...)
+		d.rest = mf.rest[start:len(mf.rest):len(mf.rest)]
+		for _, r := range rest {
+			size += len(r)
+		}
+	}
 	if h, err := offload.Decode(vnetHdr); err == nil && h.GSOType != offload.GSONone {
 		// The coalescer wrote HdrLen and GSOSize; every segment but the last is full.
 		hl, seg := int(h.HdrLen), int(h.GSOSize)
-		n := (len(frame) - hl + seg - 1) / seg
-		d.frames, d.bytes = uint32(n), uint32(len(frame)+(n-1)*hl)
+		n := (size - hl + seg - 1) / seg
+		d.frames, d.bytes = uint32(n), uint32(size+(n-1)*hl)
 		w.c.groSuper.Add(1)
 		w.c.groMerged.Add(uint64(n))
 	}
@@ -358,7 +356,12 @@ func (w *worker) emit(tag uint32, vnetHdr, frame []byte) {
 // deliver writes a delivery's packet to a local port; frames and bytes are what it
 // carries, for the counters.
 func (v *VTEP) deliver(t *tap, pkt []byte, frames, bytes uint32, c *counters) {
-	if err := t.write(pkt); err != nil {
+	v.delivered(t, t.write(pkt), frames, bytes, c)
+}
+
+// delivered counts a write to a local port that returned err.
+func (v *VTEP) delivered(t *tap, err error, frames, bytes uint32, c *counters) {
+	if err != nil {
 		c.drops[DropTAPWrite].Add(uint64(frames))
 		v.tapWriteFailed(t, err)
 		return

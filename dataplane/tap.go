@@ -10,10 +10,13 @@ import (
 	"runtime"
 	"sync/atomic"
 	"syscall"
+	"unsafe"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/vxdp/vxdp/dataplane/offload"
 )
 
 // tap is a local port: a TAP device whose file descriptor vxdp holds. With ports_on_exit:
@@ -257,6 +260,60 @@ func (t *tap) MAC() net.HardwareAddr { return t.mac[:] }
 func (t *tap) write(frame []byte) error {
 	_, err := t.file.Write(frame)
 	return err
+}
+
+// tapWriter writes super-frames built in place (offload.CoalescerConfig.InPlace) to TAPs
+// with one gathering write each: the header and first frame, then the other frames'
+// payloads where they lie in the UMEM, so that the only copy is the kernel's into its skb.
+// One per merger (they write one at a time); the write callback is bound once and the
+// iovecs are its own, so a write allocates nothing. Like tap.write it goes through the
+// file's poller, so a write racing with close fails cleanly.
+type tapWriter struct {
+	iov     []unix.Iovec
+	err     error
+	writeFn func(fd uintptr) bool
+}
+
+func newTapWriter() *tapWriter {
+	w := &tapWriter{iov: make([]unix.Iovec, 0, 1+offload.InPlaceMaxSegments)}
+	w.writeFn = w.write
+	return w
+}
+
+// writev writes pkt followed by the pieces of rest to t as one packet.
+func (w *tapWriter) writev(t *tap, pkt []byte, rest [][]byte) error {
+	w.iov = append(w.iov[:0], iovec(pkt))
+	for _, b := range rest {
+		w.iov = append(w.iov, iovec(b))
+	}
+	w.err = nil
+	if err := t.raw.Write(w.writeFn); err != nil {
+		return err
+	}
+	return w.err
+}
+
+// iovec describes b for a gathering write.
+func iovec(b []byte) unix.Iovec {
+	v := unix.Iovec{Base: unsafe.SliceData(b)}
+	v.SetLen(len(b))
+	return v
+}
+
+func (w *tapWriter) write(fd uintptr) bool {
+	for {
+		_, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(unsafe.SliceData(w.iov))), uintptr(len(w.iov)))
+		switch e {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false // wait in the poller, as a blocking write would
+		case 0:
+		default:
+			w.err = e
+		}
+		return true
+	}
 }
 
 // setPersist makes the device outlive its descriptor (TUNSETPERSIST), so that it stays,

@@ -314,11 +314,7 @@ func (v *VTEP) openQueue(q int) error {
 	if err != nil {
 		return fmt.Errorf("open af_xdp socket on %s queue %d: %w", v.cfg.Underlay, q, err)
 	}
-	groLen := 0
-	if v.cfg.Offload {
-		groLen = groBufLen(v.cfg)
-	}
-	qu, err := newQueue(q, s, v.depth, v.cfg.MicroFlow, groLen)
+	qu, err := newQueue(q, s, v.depth, v.cfg.MicroFlow)
 	if err != nil {
 		s.Close()
 		return fmt.Errorf("reorder line of queue %d: %w", q, err)

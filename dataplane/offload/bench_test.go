@@ -8,7 +8,12 @@ import (
 // sink keeps emitted lengths alive, so the benchmarks' emit does some work.
 var sink int
 
-func discard(_ uint32, vnetHdr, frame []byte) { sink += len(vnetHdr) + len(frame) }
+func discard(_ uint32, vnetHdr, frame []byte, rest [][]byte) {
+	sink += len(vnetHdr) + len(frame)
+	for _, r := range rest {
+		sink += len(r)
+	}
+}
 
 // mtuSegments returns n MTU-sized TCP segments of one flow (IPv4 or IPv6, with
 // timestamps) and their total length.

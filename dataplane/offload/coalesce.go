@@ -27,7 +27,13 @@ const udpMaxSegments = 64
 //     the caller's own slice. After AddWithRoom they are adjacent, the header written
 //     into the room in front of the frame, so again vnetHdr[:HdrLen+len(frame)] is the
 //     whole TAP write; after Add the header is a constant owned by the Coalescer.
-type EmitFunc func(tag uint32, vnetHdr, frame []byte)
+//
+// rest is nil but for a super-frame built in place (CoalescerConfig.InPlace): then
+// vnetHdr[:HdrLen+len(frame)] is the super-frame's first part (the header in the first
+// frame's room, the first frame with its headers rewritten) and rest the payloads of the
+// frames merged behind it, where they were offered; the TAP write is all of them in
+// order (writev). emit must not keep rest: the Coalescer reuses it.
+type EmitFunc func(tag uint32, vnetHdr, frame []byte, rest [][]byte)
 
 // CoalescerConfig configures a Coalescer.
 type CoalescerConfig struct {
@@ -44,7 +50,20 @@ type CoalescerConfig struct {
 	// keeps its buffer, untouched, until the next Reset: for a caller that writes
 	// later, after restoring order across workers.
 	ReuseBuffers bool
+	// InPlace merges the frames offered with room (AddWithRoom, AddWithRoomSum) by
+	// reference instead of copying them into a buffer: a super-frame is its first frame,
+	// its headers rewritten where they are, and the payloads of the others where they are
+	// (emit's rest), for one gathering write. The frames must then stay unchanged and
+	// readable until emit's receiver has written them, not only until they are emitted,
+	// and the first frame's headers are changed. At most InPlaceMaxSegments frames go
+	// into one super-frame. Frames offered without room are merged into buffers as before.
+	InPlace bool
 }
+
+// InPlaceMaxSegments is the most frames an in-place super-frame gathers: one gathering
+// write's pieces stay far below the kernel's IOV_MAX (1024), and a micro-flow of the
+// default 64 frames fits one.
+const InPlaceMaxSegments = 64
 
 // CoalescerStats counts what a Coalescer did. Plain counters, owned by the Coalescer's
 // goroutine; a collector copies them with Stats.
@@ -92,7 +111,11 @@ type CoalescerStats struct {
 // CWR) or GSOUDPL4, GSOSize the first segment's payload, HdrLen the Ethernet+IP+
 // transport header length, CsumStart the transport header's offset in the frame,
 // CsumOffset 16 (TCP) or 6 (UDP). A flow of one frame leaves as that frame, unchanged,
-// with flags 0 and GSONone: its checksums were not verified, the kernel checks them.
+// with flags 0 and GSONone: its checksums were not verified, the kernel checks them;
+// unless it was offered with its sum (AddWithRoomSum) and its checksum verifies by it,
+// then it leaves with FlagNeedsCsum (see AddWithRoomSum). With CoalescerConfig.InPlace a
+// super-frame is not copied: its first frame's headers are rewritten where they are and
+// the others' payloads follow by reference (EmitFunc's rest).
 //
 // Frames passed to Add are read in place and must stay unchanged until they have been
 // emitted, at the latest when Flush returns. A Coalescer is not safe for concurrent
@@ -138,6 +161,11 @@ type flow struct {
 	lastUse uint64
 	sum     uint16 // the first frame's Sum, if sumOK (AddWithRoomSum)
 	sumOK   bool
+	// In place (CoalescerConfig.InPlace, offered with room): the frames behind the first
+	// are rest's payloads; firstEnd is where the first frame's IP packet ends.
+	inPlace  bool
+	rest     [][]byte
+	firstEnd int
 }
 
 // offer is what Add learns about a frame.
@@ -168,6 +196,11 @@ func NewCoalescer(cfg CoalescerConfig, bufs [][]byte) (*Coalescer, error) {
 		return nil, fmt.Errorf("new coalescer: max flows %d: %w", cfg.MaxFlows, ErrMaxFlows)
 	}
 	c := &Coalescer{cfg: cfg, flows: make([]flow, cfg.MaxFlows)}
+	if cfg.InPlace {
+		for i := range c.flows {
+			c.flows[i].rest = make([][]byte, 0, InPlaceMaxSegments-1)
+		}
+	}
 	c.Reset(bufs)
 	return c, nil
 }
@@ -417,6 +450,9 @@ func (c *Coalescer) start(pkt []byte, room bool, o *offer, emit EmitFunc) {
 	f.psh = false
 	f.lastUse = c.clock
 	f.sum, f.sumOK = o.sum, o.sumOK
+	f.inPlace = c.cfg.InPlace && room
+	f.rest = f.rest[:0]
+	f.firstEnd = o.end
 }
 
 // merge appends frame's payload to f if the rules allow. It returns false if they do
@@ -443,7 +479,13 @@ func (c *Coalescer) merge(f *flow, frame []byte, o *offer, emit EmitFunc) bool {
 		return false
 	}
 	limit := f.limit
-	if !f.copied {
+	switch {
+	case f.inPlace:
+		if len(f.rest) == cap(f.rest) {
+			return false
+		}
+		limit = MaxFrameLen
+	case !f.copied:
 		buf := f.buf
 		if buf == nil {
 			if c.next >= len(c.store) {
@@ -457,7 +499,7 @@ func (c *Coalescer) merge(f *flow, frame []byte, o *offer, emit EmitFunc) bool {
 	if f.n+o.payload > limit {
 		return false
 	}
-	if !f.copied && !checksumsValid(f.first, f.l4, f.n, f.key.v6, f.key.proto, f.sum, f.sumOK) {
+	if f.segs == 1 && !checksumsValid(f.first, f.l4, f.firstEnd, f.key.v6, f.key.proto, f.sum, f.sumOK) {
 		c.stats.BadChecksum++
 		return false
 	}
@@ -466,7 +508,10 @@ func (c *Coalescer) merge(f *flow, frame []byte, o *offer, emit EmitFunc) bool {
 		o.cand = false
 		return false
 	}
-	if !f.copied {
+	switch {
+	case f.inPlace:
+		f.rest = append(f.rest, frame[o.hdrEnd:o.end])
+	case !f.copied:
 		if f.buf == nil {
 			f.buf = c.store[c.next]
 			c.next++
@@ -475,8 +520,10 @@ func (c *Coalescer) merge(f *flow, frame []byte, o *offer, emit EmitFunc) bool {
 		copy(f.buf[HdrLen:HdrLen+f.n], f.first[:f.n])
 		f.first, f.pkt = nil, nil
 		f.copied = true
+		fallthrough
+	default:
+		copy(f.buf[HdrLen+f.n:], frame[o.hdrEnd:o.end])
 	}
-	copy(f.buf[HdrLen+f.n:], frame[o.hdrEnd:o.end])
 	f.n += o.payload
 	f.segs++
 	f.nextSeq += uint32(o.payload)
@@ -544,18 +591,25 @@ func checksumsValid(frame []byte, l4, end int, v6 bool, proto uint8, sum uint16,
 // close emits f and frees its slot.
 func (c *Coalescer) close(f *flow, emit EmitFunc) {
 	f.active = false
-	if !f.copied {
+	if f.segs == 1 {
 		pkt := f.pkt
 		f.first, f.pkt = nil, nil
 		c.emitChecked(pkt, f.room, f.key.tag, f.key.v6, f.key.proto, f.l4, f.hdrEnd, f.n, f.sum, f.sumOK, emit)
 		return
 	}
-	f.copied = false
-	buf := f.buf
-	if !c.cfg.ReuseBuffers {
-		f.buf = nil // the caller owns it until Reset
+	// b is the super-frame's headers (and more): the buffer's, or the first frame's own.
+	var b, vnetHdr []byte
+	if f.inPlace {
+		b, vnetHdr = f.first[:f.firstEnd], f.pkt[:HdrLen]
+		f.first, f.pkt = nil, nil
+	} else {
+		f.copied = false
+		buf := f.buf
+		if !c.cfg.ReuseBuffers {
+			f.buf = nil // the caller owns it until Reset
+		}
+		b, vnetHdr = buf[HdrLen:HdrLen+f.n], buf[:HdrLen]
 	}
-	b := buf[HdrLen : HdrLen+f.n]
 	if f.key.v6 {
 		binary.BigEndian.PutUint16(b[ethLen+4:ethLen+6], uint16(f.n-ethLen-ipv6Len))
 	} else {
@@ -591,10 +645,14 @@ func (c *Coalescer) close(f *flow, emit EmitFunc) {
 	// CsumStart to the end over it and stores the complement (CHECKSUM_PARTIAL).
 	at := f.l4 + int(h.CsumOffset)
 	binary.BigEndian.PutUint16(b[at:at+2], packet.Sum(nil, addrSum(b, f.key.v6)+uint32(f.key.proto)+uint32(l4Len)))
-	h.Encode(buf[:HdrLen])
+	h.Encode(vnetHdr)
 	c.stats.SuperFrames++
 	c.stats.Merged += uint64(f.segs)
-	emit(f.key.tag, buf[:HdrLen], b)
+	if f.inPlace {
+		emit(f.key.tag, vnetHdr, b, f.rest)
+		return
+	}
+	emit(f.key.tag, vnetHdr, b, nil)
 }
 
 // emitChecked lets a frame out unmerged: as emitSingle does, unless its sum is known
@@ -622,7 +680,7 @@ func (c *Coalescer) emitChecked(pkt []byte, room bool, tag uint32, v6 bool, prot
 	at := l4 + int(h.CsumOffset)
 	binary.BigEndian.PutUint16(frame[at:at+2], packet.Sum(nil, addrSum(frame, v6)+uint32(proto)+uint32(end-l4)))
 	h.Encode(pkt[:HdrLen])
-	emit(tag, pkt[:HdrLen], frame)
+	emit(tag, pkt[:HdrLen], frame, nil)
 }
 
 // emitSingle lets a frame out as it came, behind a plain virtio_net_hdr: pkt itself,
@@ -630,9 +688,9 @@ func (c *Coalescer) emitChecked(pkt []byte, room bool, tag uint32, v6 bool, prot
 func (c *Coalescer) emitSingle(pkt []byte, room bool, tag uint32, emit EmitFunc) {
 	c.stats.Singles++
 	if !room {
-		emit(tag, c.plain[:], pkt)
+		emit(tag, c.plain[:], pkt, nil)
 		return
 	}
 	clear(pkt[:HdrLen])
-	emit(tag, pkt[:HdrLen], pkt[HdrLen:])
+	emit(tag, pkt[:HdrLen], pkt[HdrLen:], nil)
 }

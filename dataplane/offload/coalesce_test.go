@@ -103,7 +103,7 @@ func TestCoalesceRoundTrip(t *testing.T) {
 		for range 1 + rng.IntN(300) {
 			g.step()
 		}
-		cfg := CoalescerConfig{MaxFlows: 1 + rng.IntN(4), ReuseBuffers: rng.IntN(2) == 0}
+		cfg := CoalescerConfig{MaxFlows: 1 + rng.IntN(4), ReuseBuffers: rng.IntN(2) == 0, InPlace: rng.IntN(2) == 0}
 		out := coalesceAll(t, cfg, g.frames, rng.IntN, MinBufLen)
 		checkEmitted(t, out)
 		segs, _ := expand(t, out, testMTU)
@@ -188,7 +188,7 @@ func TestCoalesceProperties(t *testing.T) {
 		for range 1 + rng.IntN(600) {
 			g.step()
 		}
-		cfg := CoalescerConfig{MaxFlows: 1 + rng.IntN(8), UDP: udp, ReuseBuffers: rng.IntN(2) == 0}
+		cfg := CoalescerConfig{MaxFlows: 1 + rng.IntN(8), UDP: udp, ReuseBuffers: rng.IntN(2) == 0, InPlace: rng.IntN(2) == 0}
 		bufLen := MinBufLen
 		if rng.IntN(4) == 0 {
 			bufLen = HdrLen + 1000 + rng.IntN(20000) // smaller super-frames
@@ -196,7 +196,8 @@ func TestCoalesceProperties(t *testing.T) {
 		out := coalesceAll(t, cfg, g.frames, rng.IntN, bufLen)
 		checkEmitted(t, out)
 		for _, it := range out {
-			if len(it.frame)+HdrLen > bufLen && it.hdr.GSOType != GSONone {
+			// In place, super-frames take no buffer (checkEmitted bounds them by MaxFrameLen).
+			if !cfg.InPlace && len(it.frame)+HdrLen > bufLen && it.hdr.GSOType != GSONone {
 				t.Fatalf("super-frame of %d bytes in buffers of %d", len(it.frame), bufLen)
 			}
 		}
@@ -435,14 +436,14 @@ func TestCoalesceWithRoom(t *testing.T) {
 		c, _ := newTestCoalescer(t, cfg, cfg.MaxFlows)
 		var got []emitted
 		inner := collect(t, &got)
-		emit := func(tag uint32, vnetHdr, frame []byte) {
+		emit := func(tag uint32, vnetHdr, frame []byte, rest [][]byte) {
 			if cap(vnetHdr) < HdrLen+len(frame) || &vnetHdr[:HdrLen+1][HdrLen] != &frame[0] {
 				t.Fatalf("trial %d: header (GSO type %d) not adjacent to its frame", trial, vnetHdr[1])
 			}
 			if tag != 7 {
 				t.Fatalf("trial %d: emitted with tag %d, offered with 7", trial, tag)
 			}
-			inner(tag, vnetHdr, frame)
+			inner(tag, vnetHdr, frame, rest)
 		}
 		for i := 0; i < len(roomed); {
 			for n := 64; n > 0 && i < len(roomed); n, i = n-1, i+1 {
@@ -483,10 +484,10 @@ func TestCoalesceTagsApart(t *testing.T) {
 	}
 	c, _ := newTestCoalescer(t, CoalescerConfig{MaxFlows: 4}, 8)
 	byTag := map[uint32][]emitted{}
-	emit := func(tag uint32, vnetHdr, frame []byte) {
-		collect(t, new([]emitted))(tag, vnetHdr, frame)
+	emit := func(tag uint32, vnetHdr, frame []byte, rest [][]byte) {
+		collect(t, new([]emitted))(tag, vnetHdr, frame, rest)
 		h, _ := Decode(vnetHdr)
-		byTag[tag] = append(byTag[tag], emitted{h, append([]byte(nil), frame...)})
+		byTag[tag] = append(byTag[tag], emitted{h, flatten(frame, rest)})
 	}
 	for _, fr := range g.frames {
 		for _, tag := range []uint32{1, 2} {

@@ -205,7 +205,7 @@ func FuzzCoalesceSegment(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		choose := byteChooser(data)
 		g := &streamGen{tb: t, choose: choose}
-		cfg := CoalescerConfig{MaxFlows: 1 + choose(6), UDP: choose(2) == 0, ReuseBuffers: choose(2) == 0}
+		cfg := CoalescerConfig{MaxFlows: 1 + choose(6), UDP: choose(2) == 0, ReuseBuffers: choose(2) == 0, InPlace: choose(2) == 0}
 		for i := range 1 + choose(6) {
 			spec := defaultFlow(i, choose(2) == 0, cfg.UDP && choose(3) == 0)
 			spec.ts = !spec.udp && choose(2) == 0

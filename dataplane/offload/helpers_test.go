@@ -214,7 +214,7 @@ type emitted struct {
 // collect returns an EmitFunc that appends copies to *out, checking the header
 // decodes and, for a super-frame, that header and frame are adjacent.
 func collect(tb testing.TB, out *[]emitted) EmitFunc {
-	return func(_ uint32, vnetHdr, frame []byte) {
+	return func(_ uint32, vnetHdr, frame []byte, rest [][]byte) {
 		h, err := Decode(vnetHdr)
 		if err != nil {
 			tb.Fatalf("emitted header: %v", err)
@@ -226,8 +226,21 @@ func collect(tb testing.TB, out *[]emitted) EmitFunc {
 			!bytes.Equal(vnetHdr[:HdrLen+len(frame)][HdrLen:], frame) {
 			tb.Fatalf("super-frame not adjacent to its header")
 		}
-		*out = append(*out, emitted{h, append([]byte(nil), frame...)})
+		if rest != nil && h.GSOType == GSONone {
+			tb.Fatalf("a single frame emitted in pieces")
+		}
+		*out = append(*out, emitted{h, flatten(frame, rest)})
 	}
+}
+
+// flatten returns a copy of frame followed by the pieces of rest: a super-frame as a
+// gathering write hands it to the kernel.
+func flatten(frame []byte, rest [][]byte) []byte {
+	b := append([]byte(nil), frame...)
+	for _, r := range rest {
+		b = append(b, r...)
+	}
+	return b
 }
 
 // expandOut are expand's output buffers, kept across calls (tests do not run in

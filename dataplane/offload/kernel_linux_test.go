@@ -45,7 +45,8 @@ func TestKernelTAP(t *testing.T) {
 
 	var stop atomic.Bool
 	var wg sync.WaitGroup
-	ab, ba := newShuttle(t, fdA, fdB, uso), newShuttle(t, fdB, fdA, uso)
+	// One way merges in place and writes with writev, the other copies into buffers.
+	ab, ba := newShuttle(t, fdA, fdB, uso, true), newShuttle(t, fdB, fdA, uso, false)
 	for _, s := range []*shuttle{ab, ba} {
 		wg.Add(1)
 		go func() {
@@ -227,26 +228,27 @@ type shuttle struct {
 	sizes    []int
 	scratch  []byte
 	emit     EmitFunc
+	inPlace  bool // segments offered with room, merged in place (CoalescerConfig.InPlace)
 
 	reads, gsoReads, segments, writes, segErrs int
 	written                                    map[uint8]int // super-frames written by GSO type
 	err                                        error
 }
 
-func newShuttle(t *testing.T, from, to int, udp bool) *shuttle {
+func newShuttle(t *testing.T, from, to int, udp, inPlace bool) *shuttle {
 	s := &shuttle{from: from, to: to, rbuf: make([]byte, MinBufLen), scratch: make([]byte, MinBufLen),
-		written: make(map[uint8]int)}
+		written: make(map[uint8]int), inPlace: inPlace}
 	bufs := make([][]byte, 8)
 	for i := range bufs {
 		bufs[i] = make([]byte, MinBufLen)
 	}
 	var err error
-	if s.c, err = NewCoalescer(CoalescerConfig{MaxFlows: 8, UDP: udp, ReuseBuffers: true}, bufs); err != nil {
+	if s.c, err = NewCoalescer(CoalescerConfig{MaxFlows: 8, UDP: udp, ReuseBuffers: true, InPlace: inPlace}, bufs); err != nil {
 		t.Fatal(err)
 	}
 	s.slab = make([][]byte, 2048)
 	for i := range s.slab {
-		s.slab[i] = make([]byte, ethLen+testMTU)
+		s.slab[i] = make([]byte, HdrLen+ethLen+testMTU)
 	}
 	s.sizes = make([]int, len(s.slab))
 	s.emit = s.write
@@ -254,8 +256,16 @@ func newShuttle(t *testing.T, from, to int, udp bool) *shuttle {
 }
 
 // write sends one emitted frame: a super-frame in place, a single one through scratch.
-func (s *shuttle) write(_ uint32, vnetHdr, frame []byte) {
+func (s *shuttle) write(_ uint32, vnetHdr, frame []byte, rest [][]byte) {
 	var pkt []byte
+	if rest != nil {
+		if _, err := unix.Writev(s.to, append([][]byte{vnetHdr[:HdrLen+len(frame)]}, rest...)); err != nil && s.err == nil {
+			s.err = fmt.Errorf("writev a super-frame of %d pieces: %w", 1+len(rest), err)
+		}
+		s.written[vnetHdr[1]&^GSOECN]++
+		s.writes++
+		return
+	}
 	if vnetHdr[1] != GSONone {
 		pkt = vnetHdr[:HdrLen+len(frame)] // a super-frame, behind its header
 		s.written[vnetHdr[1]&^GSOECN]++
@@ -295,13 +305,21 @@ func (s *shuttle) run(stop *atomic.Bool) {
 			if hdr.GSOType != GSONone {
 				s.gsoReads++
 			}
-			k, err := Segment(hdr, s.rbuf[HdrLen:m], testMTU, s.slab[used:], s.sizes[used:], 0)
+			room := 0
+			if s.inPlace {
+				room = HdrLen
+			}
+			k, err := Segment(hdr, s.rbuf[HdrLen:m], testMTU, s.slab[used:], s.sizes[used:], room)
 			if err != nil {
 				s.segErrs++
 				continue
 			}
 			for i := used; i < used+k; i++ {
-				s.c.Add(s.slab[i][:s.sizes[i]], s.emit)
+				if s.inPlace {
+					s.c.AddWithRoom(s.slab[i][:room+s.sizes[i]], 0, s.emit)
+				} else {
+					s.c.Add(s.slab[i][:s.sizes[i]], s.emit)
+				}
 			}
 			used += k
 			s.segments += k

@@ -202,15 +202,20 @@ func coalesceAll(tb testing.TB, cfg CoalescerConfig, frames [][]byte, choose fun
 			c.Reset(bufs)
 		}
 		for ; n > 0 && i < len(frames); n, i = n-1, i+1 {
-			if choose(2) != 1 { // a chooser that always says n-1 (TestCoalesceWithRoom's) stays here
-				c.Add(frames[i], emit)
-				continue
-			}
-			// As the ingress path offers it: with room, and the sum an outer UDP
-			// checksum left (the frame's own, whatever its inner checksums say).
+			// Without room; with room (merged in place with InPlace); or as the ingress
+			// path offers it, with room and the sum an outer UDP checksum left (the frame's
+			// own, whatever its inner checksums say). A chooser that always says 63
+			// (TestCoalesceWithRoom's) takes the first.
 			pkt := make([]byte, HdrLen+len(frames[i]))
 			copy(pkt[HdrLen:], frames[i])
-			c.AddWithRoomSum(pkt, 0, packet.Sum(frames[i], 0), emit)
+			switch choose(3) {
+			case 1:
+				c.AddWithRoom(pkt, 0, emit)
+			case 2:
+				c.AddWithRoomSum(pkt, 0, packet.Sum(frames[i], 0), emit)
+			default:
+				c.Add(frames[i], emit)
+			}
 		}
 		c.Flush(emit)
 	}
