@@ -1,7 +1,8 @@
 //go:build linux
 
 // Package xsk is vxdp's AF_XDP socket layer: one UMEM per socket, the fill, completion,
-// RX and TX rings mapped over golang.org/x/sys/unix, and a batch API with no allocation
+// RX and TX rings mapped over golang.org/x/sys/unix (the TX ring on a second socket that
+// shares the UMEM, so that polling for RX never transmits), and a batch API with no allocation
 // and no lock per packet.
 //
 // The kernel's semantics (Documentation/networking/af_xdp.rst) shape the design:

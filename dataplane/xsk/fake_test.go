@@ -33,7 +33,7 @@ func newFakeSocket(tb testing.TB, numFrames, frameSize, ringSize, txFrames int) 
 		tb.Fatal(err)
 	}
 	words := make([]uint64, numFrames*frameSize/8)
-	s := &Socket{fd: -1, umem: unsafe.Slice((*byte)(unsafe.Pointer(&words[0])), numFrames*frameSize)}
+	s := &Socket{fd: -1, txfd: -1, umem: unsafe.Slice((*byte)(unsafe.Pointer(&words[0])), numFrames*frameSize)}
 	k := &fakeKernel{s: s}
 	rs := uint32(ringSize)
 	fill, kfill := ringPair[uint64](tb, rs, 0)

@@ -32,7 +32,14 @@ type Desc struct {
 // See the package documentation for which methods may run concurrently.
 type Socket struct {
 	// Set by Open, read-only afterwards.
-	fd         int
+	fd int
+	// txfd is a second AF_XDP socket on the same queue and UMEM (XDP_SHARED_UMEM) that
+	// holds the TX ring, so that fd has none: in copy mode the kernel's poll of a socket
+	// with a TX ring transmits what the ring holds, under the socket's mutex, so every
+	// wakeup of Wait in Go's netpoller would do egress's work and contend with its
+	// sendto. fd keeps the fill, completion and RX rings and is what the XSKMAP holds.
+	// -1 for a socket over plain memory (tests).
+	txfd int
 	file       *os.File        // the fd in Go's netpoller; nil for a socket over plain memory (tests)
 	rc         syscall.RawConn // file's, to park Wait in the netpoller
 	umem       []byte
@@ -115,6 +122,9 @@ func Open(o Options) (*Socket, error) {
 		}
 		if s != nil {
 			s.unmapAll()
+			if s.txfd >= 0 {
+				unix.Close(s.txfd)
+			}
 		}
 		return nil, err
 	}
@@ -130,7 +140,7 @@ func setup(fd int, o Options) (*Socket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("map %d-byte umem: %w", size, err)
 	}
-	s := &Socket{fd: fd, umem: umem, umemMapped: true}
+	s := &Socket{fd: fd, txfd: -1, umem: umem, umemMapped: true}
 	reg := unix.XDPUmemReg{
 		Addr: uint64(uintptr(unsafe.Pointer(unsafe.SliceData(umem)))),
 		Len:  uint64(size),
@@ -144,35 +154,43 @@ func setup(fd int, o Options) (*Socket, error) {
 		name string
 	}{
 		{unix.XDP_UMEM_FILL_RING, "fill"}, {unix.XDP_UMEM_COMPLETION_RING, "completion"},
-		{unix.XDP_RX_RING, "rx"}, {unix.XDP_TX_RING, "tx"},
+		{unix.XDP_RX_RING, "rx"},
 	} {
 		if err := unix.SetsockoptInt(fd, unix.SOL_XDP, r.opt, o.RingSize); err != nil {
 			return s, fmt.Errorf("create %s ring of %d entries: %w", r.name, o.RingSize, err)
 		}
 	}
-	var off unix.XDPMmapOffsets
-	n, err := getsockopt(fd, unix.SOL_XDP, unix.XDP_MMAP_OFFSETS, unsafe.Pointer(&off), unsafe.Sizeof(off))
-	if err != nil {
-		return s, fmt.Errorf("get ring offsets: %w", err)
+	// The TX ring is on a socket of its own (see Socket.txfd), bound after fd.
+	if s.txfd, err = unix.Socket(unix.AF_XDP, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0); err != nil {
+		s.txfd = -1
+		return s, fmt.Errorf("create af_xdp tx socket: %w", err)
 	}
-	if n != unsafe.Sizeof(off) {
-		// Kernels before 5.4 return offsets without the flags word, so no need_wakeup.
-		return s, fmt.Errorf("get ring offsets: kernel returned %d bytes, want %d (kernel older than 5.4?)", n, unsafe.Sizeof(off))
+	if err := unix.SetsockoptInt(s.txfd, unix.SOL_XDP, unix.XDP_TX_RING, o.RingSize); err != nil {
+		return s, fmt.Errorf("create tx ring of %d entries: %w", o.RingSize, err)
+	}
+	off, err := ringOffsets(fd)
+	if err != nil {
+		return s, err
+	}
+	txOff, err := ringOffsets(s.txfd)
+	if err != nil {
+		return s, err
 	}
 	rs := uint32(o.RingSize)
 	const addrSize, descSize = uint64(unsafe.Sizeof(uint64(0))), uint64(unsafe.Sizeof(unix.XDPDesc{}))
 	for i, m := range []struct {
+		fd    int
 		off   unix.XDPRingOffset
 		pgoff int64
 		ent   uint64
 	}{
-		{off.Fr, unix.XDP_UMEM_PGOFF_FILL_RING, addrSize},
-		{off.Cr, unix.XDP_UMEM_PGOFF_COMPLETION_RING, addrSize},
-		{off.Rx, unix.XDP_PGOFF_RX_RING, descSize},
-		{off.Tx, unix.XDP_PGOFF_TX_RING, descSize},
+		{fd, off.Fr, unix.XDP_UMEM_PGOFF_FILL_RING, addrSize},
+		{fd, off.Cr, unix.XDP_UMEM_PGOFF_COMPLETION_RING, addrSize},
+		{fd, off.Rx, unix.XDP_PGOFF_RX_RING, descSize},
+		{s.txfd, txOff.Tx, unix.XDP_PGOFF_TX_RING, descSize},
 	} {
 		length := int(m.off.Desc + uint64(rs)*m.ent)
-		mem, err := unix.Mmap(fd, m.pgoff, length, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+		mem, err := unix.Mmap(m.fd, m.pgoff, length, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
 		if err != nil {
 			return s, fmt.Errorf("map ring at page offset %#x: %w", m.pgoff, err)
 		}
@@ -200,6 +218,15 @@ func setup(fd int, o Options) (*Socket, error) {
 	if s.zeroCopy, err = bind(fd, o); err != nil {
 		return s, err
 	}
+	// The TX socket shares fd's UMEM, queue and completion ring; it takes no flags of its
+	// own (the kernel refuses them): mode, need_wakeup and multi-buffer are fd's.
+	shared := &unix.SockaddrXDP{Flags: unix.XDP_SHARED_UMEM, Ifindex: uint32(o.Ifindex), QueueID: uint32(o.Queue), SharedUmemFD: uint32(fd)}
+	if err := unix.Bind(s.txfd, shared); err != nil {
+		return s, fmt.Errorf("bind af_xdp tx socket to ifindex %d queue %d: %w", o.Ifindex, o.Queue, err)
+	}
+	if err := unix.SetNonblock(s.txfd, true); err != nil {
+		return s, fmt.Errorf("make af_xdp tx socket non-blocking: %w", err)
+	}
 	if err := unix.SetNonblock(fd, true); err != nil {
 		return s, fmt.Errorf("make af_xdp socket non-blocking: %w", err)
 	}
@@ -213,6 +240,20 @@ func setup(fd int, o Options) (*Socket, error) {
 		return s, fmt.Errorf("poll af_xdp socket: %w", err)
 	}
 	return s, nil
+}
+
+// ringOffsets returns where the kernel lays out the rings of fd in their mappings.
+func ringOffsets(fd int) (unix.XDPMmapOffsets, error) {
+	var off unix.XDPMmapOffsets
+	n, err := getsockopt(fd, unix.SOL_XDP, unix.XDP_MMAP_OFFSETS, unsafe.Pointer(&off), unsafe.Sizeof(off))
+	if err != nil {
+		return off, fmt.Errorf("get ring offsets: %w", err)
+	}
+	if n != unsafe.Sizeof(off) {
+		// Kernels before 5.4 return offsets without the flags word, so no need_wakeup.
+		return off, fmt.Errorf("get ring offsets: kernel returned %d bytes, want %d (kernel older than 5.4?)", n, unsafe.Sizeof(off))
+	}
+	return off, nil
 }
 
 // bind binds fd to the queue, zero-copy first unless o.ForceCopy, and reports whether
@@ -330,6 +371,11 @@ func (s *Socket) Close() error {
 		s.deadlineMu.Unlock()
 	}
 	s.life.Lock()
+	if s.txfd >= 0 {
+		if err := unix.Close(s.txfd); err != nil {
+			errs = append(errs, fmt.Errorf("close af_xdp tx socket: %w", err))
+		}
+	}
 	if s.file != nil {
 		if err := s.file.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close af_xdp socket: %w", err))
@@ -428,6 +474,10 @@ func (s *Socket) Stats() (Stats, error) {
 		return s.ownStats(), ErrClosed
 	}
 	_, err := getsockopt(s.fd, unix.SOL_XDP, unix.XDP_STATISTICS, unsafe.Pointer(&ks), unsafe.Sizeof(ks))
+	var tks unix.XDPStatistics // the TX ring's, on the TX socket
+	if err == nil && s.txfd >= 0 {
+		_, err = getsockopt(s.txfd, unix.SOL_XDP, unix.XDP_STATISTICS, unsafe.Pointer(&tks), unsafe.Sizeof(tks))
+	}
 	s.life.RUnlock()
 	st := s.ownStats()
 	if err != nil {
@@ -435,10 +485,10 @@ func (s *Socket) Stats() (Stats, error) {
 	}
 	st.RxDropped = ks.Rx_dropped
 	st.RxInvalidDescs = ks.Rx_invalid_descs
-	st.TxInvalidDescs = ks.Tx_invalid_descs
+	st.TxInvalidDescs = tks.Tx_invalid_descs
 	st.RxRingFull = ks.Rx_ring_full
 	st.FillRingEmpty = ks.Rx_fill_ring_empty_descs
-	st.TxRingEmpty = ks.Tx_ring_empty_descs
+	st.TxRingEmpty = tks.Tx_ring_empty_descs
 	return st, nil
 }
 

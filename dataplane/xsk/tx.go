@@ -197,7 +197,7 @@ func (s *Socket) kickTxLocked() {
 			return
 		}
 		s.txCtr.kicks.Add(1)
-		e := wake(s.fd, unix.SYS_SENDTO)
+		e := wake(s.txfd, unix.SYS_SENDTO)
 		if e == 0 {
 			return
 		}
