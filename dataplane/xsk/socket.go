@@ -39,7 +39,7 @@ type Socket struct {
 	// wakeup of Wait in Go's netpoller would do egress's work and contend with its
 	// sendto. fd keeps the fill, completion and RX rings and is what the XSKMAP holds.
 	// -1 for a socket over plain memory (tests).
-	txfd int
+	txfd       int
 	file       *os.File        // the fd in Go's netpoller; nil for a socket over plain memory (tests)
 	rc         syscall.RawConn // file's, to park Wait in the netpoller
 	umem       []byte
