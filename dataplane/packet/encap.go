@@ -90,8 +90,8 @@ type Encap struct {
 	// (the zeroed fields contribute nothing); for IPv6, the pseudo-header sum of
 	// the addresses and protocol, without the length.
 	base    uint32
-	inherit uint8 // inheritTTL | inheritTOS | inheritDF
-	csum4   bool  // an IPv4 UDP checksum (HeaderOptions.UDPChecksum)
+	inherit uint8         // inheritTTL | inheritTOS | inheritDF
+	csum4   bool          // an IPv4 UDP checksum (HeaderOptions.UDPChecksum)
 	id      atomic.Uint32 // IPv4 identification, low 16 bits used
 }
 
