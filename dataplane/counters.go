@@ -45,6 +45,12 @@ const (
 	DropVLANFromPort
 	// DropInnerTooBig: a remote sent an inner frame larger than its VNI's ports' MTU + 14.
 	DropInnerTooBig
+	// DropECN: an outer CE mark over an inner IP packet that is Not-ECT (RFC 6040): the
+	// congestion the underlay signalled cannot be passed on.
+	DropECN
+	// DropStaticMAC: a remote sent a frame whose source MAC is a static entry behind another
+	// remote VTEP.
+	DropStaticMAC
 	numDrops
 )
 
@@ -65,6 +71,8 @@ var dropNames = [numDrops]string{
 	DropVXLANFromPort:  "vxlan_from_port",
 	DropVLANFromPort:   "vlan_from_port",
 	DropInnerTooBig:    "inner_too_big",
+	DropECN:            "ecn_ce_not_ect",
+	DropStaticMAC:      "static_mac_from_remote",
 }
 
 // String returns the reason's metric label.

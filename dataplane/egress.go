@@ -26,6 +26,8 @@ type egress struct {
 	sock *xsk.Socket
 	c    *counters
 	mtu  int      // the port's MTU: the largest inner IP packet it may send
+	// srcPorts is the outer UDP source port range (config field srcport).
+	srcPorts packet.PortRange
 	tx   [][]byte // frames encapsulated in this batch, waiting for one Transmit
 	one  [][]byte // a batch of one, for flooding to several remotes
 	// With offloads: segs[:used] hold the segments cut from super-frames of this batch,
@@ -92,9 +94,13 @@ func newEgress(v *VTEP, t *tap, c *counters, sock *xsk.Socket) *egress {
 	e := &egress{
 		v: v, t: t, n: t.net, c: c, sock: sock,
 		mtu:   t.port.MTU,
+		srcPorts: v.cfg.SrcPorts,
 		one:   make([][]byte, 1),
 		plain: make([][]byte, 1), plainSize: make([]int, 1),
 		tx: make([][]byte, 0, batchSize),
+	}
+	if e.srcPorts == (packet.PortRange{}) {
+		e.srcPorts = packet.DefaultPortRange
 	}
 	if t.vnet {
 		e.segs = make([][]byte, 2*tapGSOMaxSegs)
@@ -213,7 +219,7 @@ func (e *egress) forward(buf []byte, off, size int, hdr offload.VirtioNetHdr, no
 	// out first (keeping the port's order) and each copy is posted on its own.
 	e.transmit(e.tx)
 	e.tx = e.tx[:0]
-	srcPort := packet.SourcePort(bufs[0][packet.Headroom : packet.Headroom+sizes[0]])
+	srcPort := e.srcPorts.SourcePort(bufs[0][packet.Headroom : packet.Headroom+sizes[0]])
 	for j, seg := range bufs {
 		for i := range n.remotes {
 			frame := e.encap(i, seg, packet.Headroom, sizes[j], srcPort)
@@ -254,7 +260,7 @@ func (e *egress) toRemote(buf []byte, off, size int, hdr offload.VirtioNetHdr, r
 	if len(bufs) == 0 {
 		return
 	}
-	srcPort := packet.SourcePort(bufs[0][packet.Headroom : packet.Headroom+sizes[0]])
+	srcPort := e.srcPorts.SourcePort(bufs[0][packet.Headroom : packet.Headroom+sizes[0]])
 	for j, seg := range bufs {
 		if frame := e.encap(i, seg, packet.Headroom, sizes[j], srcPort); frame != nil {
 			e.tx = append(e.tx, frame)

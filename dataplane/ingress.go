@@ -254,13 +254,31 @@ func (w *worker) ingress(frame []byte, outer *packet.Outer, now uint32) {
 		c.drops[DropInnerTooBig].Add(1)
 		return
 	}
-	switch n.fdb.Learn(fdb.MACFrom(inner[6:12]), fdb.RemoteVTEP(from.index), now) {
-	case fdb.LearnAdded, fdb.LearnMoved, fdb.LearnEvicted:
-		c.learned.Add(1)
-	case fdb.LearnRejected:
-		// The source MAC is one of our own ports' (static): spoofed or looped.
-		c.drops[DropLocalMAC].Add(1)
+	// RFC 6040: only an outer CE mark asks for work (or a drop).
+	if outer.TOS&packet.ECNMask == packet.ECNCE && !packet.DecapECN(outer.TOS, inner) {
+		c.drops[DropECN].Add(1)
 		return
+	}
+	if v.noLearning {
+		// Nothing is learned, but a remote still may not claim one of our ports' MACs.
+		if t, ok := n.fdb.Lookup(fdb.MACFrom(inner[6:12])); ok && t.IsLocal() {
+			c.drops[DropLocalMAC].Add(1)
+			return
+		}
+	} else {
+		switch n.fdb.Learn(fdb.MACFrom(inner[6:12]), fdb.RemoteVTEP(from.index), now) {
+		case fdb.LearnAdded, fdb.LearnMoved, fdb.LearnEvicted:
+			c.learned.Add(1)
+		case fdb.LearnRejected:
+			// The source MAC is static elsewhere: one of our own ports' (spoofed or
+			// looped), or a static entry behind another remote (as the kernel, dropped).
+			d := DropLocalMAC
+			if t, ok := n.fdb.Lookup(fdb.MACFrom(inner[6:12])); ok && t.IsRemote() {
+				d = DropStaticMAC
+			}
+			c.drops[d].Add(1)
+			return
+		}
 	}
 	if inner[0]&1 == 0 { // unicast destination
 		if t, ok := n.fdb.Lookup(fdb.MACFrom(inner[0:6])); ok {

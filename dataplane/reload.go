@@ -11,14 +11,16 @@ import (
 
 	"github.com/vxdp/vxdp/bpf"
 	"github.com/vxdp/vxdp/dataplane/fdb"
+	"github.com/vxdp/vxdp/dataplane/packet"
 )
 
 // ErrReload marks a config that Reload cannot apply to a running VTEP: it changes a field
 // only a restart can change. Nothing was changed.
 var ErrReload = errors.New("config change needs a restart")
 
-// Reload applies cfg to the running VTEP: its VNIs, their remote VTEPs and their local
-// ports. Ports that are in both configs, identical, keep their device, their reader and
+// Reload applies cfg to the running VTEP: its VNIs, their remote VTEPs, their local
+// ports, static FDB entries and neighbours, the outer headers' ttl, tos and df, and
+// learning (what the kernel's vxlan changes on a live device). Ports that are in both configs, identical, keep their device, their reader and
 // their traffic; remotes that stay keep their resolved next hop. A remote that leaves a
 // VNI takes the FDB entries behind it along, and so does a port; a port that leaves is
 // removed from the node, whatever ports_on_exit says, and a port that comes is opened (or
@@ -84,7 +86,16 @@ func (v *VTEP) Reload(cfg *Config) error {
 				errs = append(errs, err)
 			}
 		}
+		if err := v.applyEntriesLocked(n, nc); err != nil {
+			errs = append(errs, fmt.Errorf("reload: %w", err))
+		}
 	}
+	if v.header != cfg.Header || v.noLearning != cfg.NoLearning {
+		v.log.Info("reload: outer headers and learning", "ttl", cfg.Header.TTL, "tos", cfg.Header.TOS,
+			"tos_inherit", cfg.Header.TOSInherit, "df", cfg.Header.DF, "learning", !cfg.NoLearning)
+	}
+	// The templates are rebuilt with the new header by the resolver (resolveAll, below).
+	v.header, v.noLearning = cfg.Header, cfg.NoLearning
 	for _, r := range v.remotes {
 		if !r.gone {
 			bc.Remotes = append(bc.Remotes, r.addr)
@@ -108,6 +119,10 @@ func (v *VTEP) Reload(cfg *Config) error {
 func (v *VTEP) reloadable(cfg *Config) error {
 	a, b := *v.cfg, *cfg
 	a.Networks, b.Networks = nil, nil
+	// Reloadable: ttl, tos, df and learning. udp_checksum and srcport are not, as on the
+	// kernel's vxlan ("Cannot change UDP_CSUM flag", "Cannot change port range").
+	a.Header, b.Header = packet.HeaderOptions{UDPChecksum: a.Header.UDPChecksum}, packet.HeaderOptions{UDPChecksum: b.Header.UDPChecksum}
+	a.NoLearning, b.NoLearning = false, false
 	if reflect.DeepEqual(a, b) {
 		return nil
 	}
@@ -118,7 +133,7 @@ func (v *VTEP) reloadable(cfg *Config) error {
 			fields = append(fields, ta.Field(i).Name)
 		}
 	}
-	return fmt.Errorf("%w: %v changed; only networks (VNIs, remotes, ports) reload", ErrReload, fields)
+	return fmt.Errorf("%w: %v changed; only networks (VNIs, remotes, ports, fdb, neighbours), ttl, tos, df and learning reload", ErrReload, fields)
 }
 
 // findNetwork returns the VNI vni of cfg, or nil.
