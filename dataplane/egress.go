@@ -25,11 +25,11 @@ type egress struct {
 	n    *network
 	sock *xsk.Socket
 	c    *counters
-	mtu  int      // the port's MTU: the largest inner IP packet it may send
+	mtu  int // the port's MTU: the largest inner IP packet it may send
 	// srcPorts is the outer UDP source port range (config field srcport).
 	srcPorts packet.PortRange
-	tx   [][]byte // frames encapsulated in this batch, waiting for one Transmit
-	one  [][]byte // a batch of one, for flooding to several remotes
+	tx       [][]byte // frames encapsulated in this batch, waiting for one Transmit
+	one      [][]byte // a batch of one, for flooding to several remotes
 	// With offloads: segs[:used] hold the segments cut from super-frames of this batch,
 	// each behind packet.Headroom bytes for the outer headers, until flush sends them.
 	segs  [][]byte
@@ -93,10 +93,10 @@ func (v *VTEP) runPort(t *tap, c *counters) {
 func newEgress(v *VTEP, t *tap, c *counters, sock *xsk.Socket) *egress {
 	e := &egress{
 		v: v, t: t, n: t.net, c: c, sock: sock,
-		mtu:   t.port.MTU,
+		mtu:      t.port.MTU,
 		srcPorts: v.cfg.SrcPorts,
-		one:   make([][]byte, 1),
-		plain: make([][]byte, 1), plainSize: make([]int, 1),
+		one:      make([][]byte, 1),
+		plain:    make([][]byte, 1), plainSize: make([]int, 1),
 		tx: make([][]byte, 0, batchSize),
 	}
 	if e.srcPorts == (packet.PortRange{}) {
