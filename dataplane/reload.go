@@ -119,9 +119,13 @@ func (v *VTEP) Reload(cfg *Config) error {
 func (v *VTEP) reloadable(cfg *Config) error {
 	a, b := *v.cfg, *cfg
 	a.Networks, b.Networks = nil, nil
-	// Reloadable: ttl, tos, df and learning. udp_checksum and srcport are not, as on the
-	// kernel's vxlan ("Cannot change UDP_CSUM flag", "Cannot change port range").
-	a.Header, b.Header = packet.HeaderOptions{UDPChecksum: a.Header.UDPChecksum}, packet.HeaderOptions{UDPChecksum: b.Header.UDPChecksum}
+	// Reloadable: ttl, tos, df and learning, as on the kernel's vxlan. Not: ttl to or from
+	// inherit, udp_checksum and srcport ("cannot change TTL_INHERIT flag", "Cannot change
+	// UDP_CSUM flag", "Cannot change port range").
+	fixed := func(h packet.HeaderOptions) packet.HeaderOptions {
+		return packet.HeaderOptions{UDPChecksum: h.UDPChecksum, TTL: map[bool]uint8{true: 0, false: 1}[h.TTL == 0]}
+	}
+	a.Header, b.Header = fixed(a.Header), fixed(b.Header)
 	a.NoLearning, b.NoLearning = false, false
 	if reflect.DeepEqual(a, b) {
 		return nil
@@ -133,7 +137,7 @@ func (v *VTEP) reloadable(cfg *Config) error {
 			fields = append(fields, ta.Field(i).Name)
 		}
 	}
-	return fmt.Errorf("%w: %v changed; only networks (VNIs, remotes, ports, fdb, neighbours), ttl, tos, df and learning reload", ErrReload, fields)
+	return fmt.Errorf("%w: %v changed; only networks (VNIs, remotes, ports, fdb, neighbours), ttl (but to or from inherit), tos, df and learning reload", ErrReload, fields)
 }
 
 // findNetwork returns the VNI vni of cfg, or nil.

@@ -1,0 +1,296 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"golang.org/x/sys/unix"
+
+	"github.com/vxdp/vxdp/internal/topo"
+)
+
+// kernelVXLANWith rebuilds the kernel's vxlan device of host s (topo.KernelVXLAN) with the
+// extra `ip link add ... type vxlan` options args, some of which (srcport, udpcsum) the
+// kernel does not change on a live device, and puts it back under the bridge.
+func kernelVXLANWith(t *testing.T, tp *topo.Topology, s topo.Side, args ...string) {
+	t.Helper()
+	ctx := context.Background()
+	h := tp.Host(s)
+	steps := [][]string{
+		{"ip", "link", "del", topo.VXLANIf},
+		append([]string{"ip", "link", "add", topo.VXLANIf, "mtu", strconv.Itoa(tp.OverlayMTU), "type", "vxlan",
+			"id", strconv.Itoa(int(tp.VNI)), "local", tp.Underlay(s).Addr().String(),
+			"dstport", strconv.Itoa(int(tp.Port)), "dev", tp.Wire(s), "learning"}, args...),
+		{"ip", "link", "set", topo.VXLANIf, "master", topo.BridgeIf},
+		{"ip", "link", "set", topo.VXLANIf, "up"},
+		{"bridge", "fdb", "append", "00:00:00:00:00:00", "dev", topo.VXLANIf, "dst", tp.Underlay(s.Other()).Addr().String()},
+	}
+	for _, args := range steps {
+		if out, err := h.Run(ctx, args[0], args[1:]...); err != nil {
+			t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+}
+
+// innerProbe is one UDP datagram a container sends with the given IP TOS byte, TTL and DF;
+// its destination port tells it apart on the wire.
+type innerProbe struct {
+	port     int
+	tos, ttl int
+	df       bool
+}
+
+// innerProbes are the datagrams each side sends: every ECN codepoint under two DSCPs, two
+// TTLs, DF set and clear.
+func innerProbes() []innerProbe {
+	var ps []innerProbe
+	port := 21000
+	for _, dscp := range []int{0, 46} {
+		for ecn := range 4 {
+			for _, ttl := range []int{7, 200} {
+				for _, df := range []bool{false, true} {
+					ps = append(ps, innerProbe{port: port, tos: dscp<<2 | ecn, ttl: ttl, df: df})
+					port++
+				}
+			}
+		}
+	}
+	return ps
+}
+
+// sendProbes sends each probe from container ns to dst.
+func sendProbes(t *testing.T, ns topo.NS, dst netip.Addr, probes []innerProbe) {
+	t.Helper()
+	err := ns.Do(func() error {
+		for _, p := range probes {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			pmtu := unix.IP_PMTUDISC_DONT
+			if p.df {
+				pmtu = unix.IP_PMTUDISC_DO
+			}
+			for _, o := range [][2]int{{unix.IP_TOS, p.tos}, {unix.IP_TTL, p.ttl}, {unix.IP_MTU_DISCOVER, pmtu}} {
+				if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, o[0], o[1]); err != nil {
+					unix.Close(fd)
+					return fmt.Errorf("setsockopt %d: %w", o[0], err)
+				}
+			}
+			to := &unix.SockaddrInet4{Port: p.port, Addr: dst.As4()}
+			err = unix.Sendto(fd, []byte("vxdp header options"), 0, to)
+			unix.Close(fd)
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// outerSeen is what the wire showed of one probe's VXLAN frame.
+type outerSeen struct {
+	tos, ttl   uint8
+	df         bool
+	srcPort    uint16
+	udpCsum    uint16
+	csumVerify bool
+}
+
+// captureProbes captures on host A's wire the VXLAN frames of the probes each side sent,
+// by sender (underlay address) and probe port, until it has want of them or 5 s pass. send
+// runs once the capture is open.
+func captureProbes(t *testing.T, tp *topo.Topology, want int, send func()) map[netip.Addr]map[int]outerSeen {
+	t.Helper()
+	fd, _ := packetSocket(t, tp.HostA, tp.WireA)
+	defer unix.Close(fd)
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 200000})
+	send()
+	seen := map[netip.Addr]map[int]outerSeen{}
+	n := 0
+	buf := make([]byte, 65536)
+	for deadline := time.Now().Add(5 * time.Second); n < want && time.Now().Before(deadline); {
+		size, _, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			continue
+		}
+		raw := buf[:size]
+		pkt := gopacket.NewPacket(raw, layers.LayerTypeEthernet, gopacket.Default)
+		ip4, _ := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		udp, _ := pkt.Layer(layers.LayerTypeUDP).(*layers.UDP)
+		if ip4 == nil || udp == nil || udp.DstPort != layers.UDPPort(tp.Port) || len(udp.Payload) < 8 {
+			continue
+		}
+		inner := gopacket.NewPacket(udp.Payload[8:], layers.LayerTypeEthernet, gopacket.Default)
+		iudp, _ := inner.Layer(layers.LayerTypeUDP).(*layers.UDP)
+		if iudp == nil || iudp.DstPort < 21000 || iudp.DstPort >= 21100 {
+			continue
+		}
+		from, _ := netip.AddrFromSlice(ip4.SrcIP.To4())
+		if seen[from] == nil {
+			seen[from] = map[int]outerSeen{}
+		}
+		l4 := raw[14+int(ip4.IHL)*4 : 14+int(ip4.Length)]
+		var pseudo uint32
+		for i := 0; i < 4; i += 2 {
+			pseudo += uint32(binary.BigEndian.Uint16(ip4.SrcIP.To4()[i:])) + uint32(binary.BigEndian.Uint16(ip4.DstIP.To4()[i:]))
+		}
+		pseudo += unix.IPPROTO_UDP + uint32(len(l4))
+		if _, dup := seen[from][int(iudp.DstPort)]; !dup {
+			n++
+		}
+		seen[from][int(iudp.DstPort)] = outerSeen{
+			tos: ip4.TOS, ttl: ip4.TTL, df: ip4.Flags&layers.IPv4DontFragment != 0,
+			srcPort: uint16(udp.SrcPort), udpCsum: udp.Checksum,
+			csumVerify: udp.Checksum != 0 && onesSum(l4, pseudo) == 0xffff,
+		}
+	}
+	return seen
+}
+
+// onesSum is the one's complement sum of b with initial added.
+func onesSum(b []byte, initial uint32) uint16 {
+	s := initial
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(binary.BigEndian.Uint16(b[i:]))
+	}
+	if len(b)%2 == 1 {
+		s += uint32(b[len(b)-1]) << 8
+	}
+	for s > 0xffff {
+		s = s>>16 + s&0xffff
+	}
+	return uint16(s)
+}
+
+// TestHeaderOptionsAgainstKernel configures the kernel's vxlan on host A and vxdp on host
+// B with the same ttl, tos, df, srcport and udp_checksum, has both containers send the
+// same datagrams (every ECN codepoint, two DSCPs, two TTLs, DF set and clear) and compares
+// the outer headers the two write on the wire: TOS (DSCP and ECN), TTL, DF, the source
+// port in its range, and a UDP checksum that verifies. Then it reloads vxdp (SIGHUP) and
+// changes the kernel's device live to ttl, tos and df inherit, and compares again.
+//
+// One difference is expected: for an inner CE packet RFC 6040's normal mode, which vxdp
+// follows, copies CE to the outer header; Linux writes ECT(0) there (RFC 3168's full
+// functionality mode). Either way the decapsulator's inner packet leaves with CE.
+func TestHeaderOptionsAgainstKernel(t *testing.T) {
+	needRoot(t)
+	tp := newTopology(t, "hdro")
+	ctx := context.Background()
+	if err := tp.KernelVXLAN(ctx, topo.SideA); err != nil {
+		t.Fatal(err)
+	}
+	kernelVXLANWith(t, tp, topo.SideA, "ttl", "3", "tos", "0x88", "df", "set", "srcport", "40000", "40016", "udpcsum")
+	const fixed = "srcport: [40000, 40015]\nudp_checksum: true\n"
+	v := startVXDPWith(t, tp, topo.SideB, fixed+"ttl: 3\ntos: 0x88\ndf: set\n")
+	waitRunning(t, tp.HostB)
+	waitPing(t, tp.ContainerA, tp.OverlayB.Addr(), 5*time.Second)
+
+	probes := innerProbes()
+	compare := func(stage string, check func(p innerProbe, k, x outerSeen)) {
+		seen := captureProbes(t, tp, 2*len(probes), func() {
+			sendProbes(t, tp.ContainerA, tp.OverlayB.Addr(), probes)
+			sendProbes(t, tp.ContainerB, tp.OverlayA.Addr(), probes)
+		})
+		kernel, vxdp := seen[tp.UnderlayA.Addr()], seen[tp.UnderlayB.Addr()]
+		if len(kernel) != len(probes) || len(vxdp) != len(probes) {
+			t.Fatalf("%s: captured %d of the kernel's and %d of vxdp's %d probes", stage, len(kernel), len(vxdp), len(probes))
+		}
+		for _, p := range probes {
+			k, x := kernel[p.port], vxdp[p.port]
+			if k.srcPort < 40000 || k.srcPort >= 40016 || x.srcPort < 40000 || x.srcPort > 40015 {
+				t.Errorf("%s: probe %+v: source ports kernel %d, vxdp %d, want 40000-40015", stage, p, k.srcPort, x.srcPort)
+			}
+			if !k.csumVerify || !x.csumVerify {
+				t.Errorf("%s: probe %+v: udp checksums kernel %#x (verifies %v), vxdp %#x (verifies %v)", stage, p, k.udpCsum, k.csumVerify, x.udpCsum, x.csumVerify)
+			}
+			check(p, k, x)
+		}
+	}
+	// ECN: vxdp's outer ECN is the inner's; the kernel's too, but for CE (see above).
+	ecnOK := func(stage string, p innerProbe, k, x outerSeen) {
+		in := uint8(p.tos) & 3
+		if x.tos&3 != in {
+			t.Errorf("%s: probe %+v: vxdp outer ECN %d, want the inner's %d", stage, p, x.tos&3, in)
+		}
+		wantK := in
+		if in == 3 {
+			wantK = 2
+		}
+		if k.tos&3 != wantK {
+			t.Errorf("%s: probe %+v: kernel outer ECN %d, want %d", stage, p, k.tos&3, wantK)
+		}
+	}
+	compare("ttl 3, tos 0x88, df set", func(p innerProbe, k, x outerSeen) {
+		ecnOK("fixed", p, k, x)
+		if k.ttl != 3 || x.ttl != 3 || !k.df || !x.df || k.tos&^3 != 0x88 || x.tos&^3 != 0x88 {
+			t.Errorf("fixed: probe %+v: kernel ttl %d df %v tos %#x; vxdp ttl %d df %v tos %#x; want 3, set, 0x88",
+				p, k.ttl, k.df, k.tos, x.ttl, x.df, x.tos)
+		}
+	})
+
+	// Live: ttl, tos and df change on the kernel's device and with SIGHUP on vxdp.
+	for _, args := range [][]string{{"ttl", "9"}, {"tos", "inherit"}, {"df", "inherit"}} {
+		cmd := append([]string{"link", "set", topo.VXLANIf, "type", "vxlan"}, args...)
+		if out, err := tp.HostA.Run(ctx, "ip", cmd...); err != nil {
+			t.Fatalf("ip %v: %v: %s", cmd, err, out)
+		}
+	}
+	reload := func(extra string) error {
+		if err := os.WriteFile(v.Config, []byte(tp.VXDPConfig(topo.SideB, fixed+extra)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return v.Reload(ctx)
+	}
+	if err := reload("ttl: 9\ntos: inherit\ndf: inherit\n"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the resolver rebuilds the templates at once; give it a moment
+	inherit := func(stage string, ttl func(p innerProbe) uint8) func(p innerProbe, k, x outerSeen) {
+		return func(p innerProbe, k, x outerSeen) {
+			ecnOK(stage, p, k, x)
+			if x.ttl != ttl(p) || x.df != p.df || x.tos&^3 != uint8(p.tos)&^3 {
+				t.Errorf("%s: probe %+v: vxdp ttl %d df %v tos %#x", stage, p, x.ttl, x.df, x.tos)
+			}
+			if k.ttl != x.ttl || k.df != x.df || k.tos&^3 != x.tos&^3 {
+				t.Errorf("%s: probe %+v: kernel ttl %d df %v dscp %#x, vxdp ttl %d df %v dscp %#x",
+					stage, p, k.ttl, k.df, k.tos>>2, x.ttl, x.df, x.tos>>2)
+			}
+		}
+	}
+	compare("ttl 9, tos and df inherit (reloaded)", inherit("reloaded", func(innerProbe) uint8 { return 9 }))
+
+	// ttl inherit: neither the kernel nor vxdp switches to it live.
+	if out, err := tp.HostA.Run(ctx, "ip", "link", "set", topo.VXLANIf, "type", "vxlan", "ttl", "inherit"); err == nil {
+		t.Errorf("the kernel switched to ttl inherit on a live device: %s", out)
+	}
+	if err := reload("ttl: inherit\n"); err == nil || !strings.Contains(err.Error(), "restart") {
+		t.Errorf("reload to ttl inherit: %v, want a refusal that asks for a restart", err)
+	}
+	if err := v.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	kernelVXLANWith(t, tp, topo.SideA, "ttl", "inherit", "tos", "inherit", "df", "inherit", "srcport", "40000", "40016", "udpcsum")
+	startVXDPWith(t, tp, topo.SideB, fixed+"ttl: inherit\ntos: inherit\ndf: inherit\n")
+	waitRunning(t, tp.HostB)
+	// The new TAP has a new MAC: container A must ask again.
+	if out, err := tp.ContainerA.Run(ctx, "ip", "neigh", "flush", "all"); err != nil {
+		t.Fatalf("flush neighbours: %v: %s", err, out)
+	}
+	waitPing(t, tp.ContainerA, tp.OverlayB.Addr(), 5*time.Second)
+	compare("ttl, tos and df inherit", inherit("inherit", func(p innerProbe) uint8 { return uint8(p.ttl) }))
+}
