@@ -254,8 +254,8 @@ func (w *worker) ingress(frame []byte, outer *packet.Outer, now uint32) {
 		c.drops[DropInnerTooBig].Add(1)
 		return
 	}
-	// RFC 6040: only an outer CE mark asks for work (or a drop).
-	if outer.TOS&packet.ECNMask == packet.ECNCE && !packet.DecapECN(outer.TOS, inner) {
+	// RFC 6040: only an outer CE or ECT(1), the codepoints with bit 0 set, ask for work.
+	if outer.TOS&1 != 0 && !packet.DecapECN(outer.TOS, inner) {
 		c.drops[DropECN].Add(1)
 		return
 	}

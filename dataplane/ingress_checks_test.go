@@ -277,14 +277,15 @@ func withECN(f []byte, outer, inner uint8) []byte {
 }
 
 // TestIngressECN runs every combination of RFC 6040's decapsulation table through the
-// ingress worker: the inner packet delivered carries the table's ECN field, with a correct
-// IPv4 header checksum, and outer CE over Not-ECT is dropped under ecn_ce_not_ect.
+// ingress worker: the inner packet delivered carries the table's ECN field (outer CE over
+// ECT gives CE, outer ECT(1) over ECT(0) gives ECT(1)), with a correct IPv4 header
+// checksum, and outer CE over Not-ECT is dropped under ecn_ce_not_ect.
 func TestIngressECN(t *testing.T) {
 	// [inner][outer]: what the container gets, -1 for a drop (Linux's behaviour).
 	table := [4][4]int{
 		{0, 0, 0, -1},
 		{1, 1, 1, 3},
-		{2, 2, 2, 3},
+		{2, 1, 2, 3},
 		{3, 3, 3, 3},
 	}
 	tn := newTestNode(t, Config{})

@@ -50,40 +50,49 @@ func InnerECN(inner []byte) (ecn uint8, ok bool) {
 	return ip[1] & ECNMask, true
 }
 
-// DecapECN applies RFC 6040's decapsulation in normal mode to the inner frame of a VXLAN
-// frame whose outer IPv4 TOS or IPv6 traffic class was outerTOS, in place: an outer CE
-// over an ECT(0) or ECT(1) inner IP packet sets CE in the inner header (the IPv4 header
-// checksum is updated, RFC 1624); an outer CE over a Not-ECT one is a congestion mark
-// the receiver could not see, and DecapECN reports false: the frame must be dropped.
-// Every other combination leaves the inner ECN field as it is, as Linux's
-// INET_ECN_decapsulate does (RFC 6040 would also copy an outer ECT(1) onto an inner
-// ECT(0)). A frame that carries no IP is left alone.
+// DecapECN applies RFC 6040's decapsulation (section 4.2) to the inner frame of a VXLAN
+// frame whose outer IPv4 TOS or IPv6 traffic class was outerTOS, in place, as Linux's
+// INET_ECN_decapsulate does: an outer CE over an ECT(0) or ECT(1) inner IP packet sets
+// CE in the inner header, and an outer ECT(1) over an ECT(0) one sets ECT(1) (the IPv4
+// header checksum is updated, RFC 1624); an outer CE over a Not-ECT one is a congestion
+// mark the receiver could not see, and DecapECN reports false: the frame must be dropped.
+// Every other combination leaves the inner ECN field as it is. A frame that carries no IP
+// is left alone. Only an outer CE or ECT(1) can change anything: callers may skip the
+// call unless outerTOS&1 != 0.
 func DecapECN(outerTOS uint8, inner []byte) bool {
-	if outerTOS&ECNMask != ECNCE {
+	out := outerTOS & ECNMask
+	if out != ECNCE && out != ECNECT1 {
 		return true
 	}
 	ip, v6 := innerIP(inner)
 	if ip == nil {
 		return true
 	}
+	in := ip[1] & ECNMask
 	if v6 {
-		switch ip[1] >> 4 & ECNMask {
-		case ECNNotECT:
-			return false
-		case ECNECT0, ECNECT1:
-			ip[1] |= ECNCE << 4
-		}
+		in = ip[1] >> 4 & ECNMask
+	}
+	var to uint8
+	switch {
+	case in == ECNNotECT && out == ECNCE:
+		return false
+	case in == ECNNotECT || in == ECNCE || in == out:
+		return true
+	case out == ECNCE:
+		to = ECNCE
+	case in == ECNECT0: // out is ECT(1)
+		to = ECNECT1
+	default: // ECT(1) under ECT(1)
 		return true
 	}
-	switch ip[1] & ECNMask {
-	case ECNNotECT:
-		return false
-	case ECNECT0, ECNECT1:
-		old := binary.BigEndian.Uint16(ip[0:2])
-		ip[1] |= ECNCE
-		// RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m').
-		sum := uint32(^binary.BigEndian.Uint16(ip[10:12])) + uint32(^old) + uint32(binary.BigEndian.Uint16(ip[0:2]))
-		binary.BigEndian.PutUint16(ip[10:12], ^fold32(sum))
+	if v6 {
+		ip[1] = ip[1]&^(ECNMask<<4) | to<<4
+		return true
 	}
+	old := binary.BigEndian.Uint16(ip[0:2])
+	ip[1] = ip[1]&^ECNMask | to
+	// RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m').
+	sum := uint32(^binary.BigEndian.Uint16(ip[10:12])) + uint32(^old) + uint32(binary.BigEndian.Uint16(ip[0:2]))
+	binary.BigEndian.PutUint16(ip[10:12], ^fold32(sum))
 	return true
 }
