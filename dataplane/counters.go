@@ -109,6 +109,7 @@ type counters struct {
 	groMerged          atomic.Uint64 // inner frames merged into them (worker)
 	gsoSuper           atomic.Uint64 // super-frames read from ports and cut (port reader)
 	gsoSegments        atomic.Uint64 // the frames cut from them (port reader)
+	neighReplies       atomic.Uint64 // ARP requests and solicitations answered (port reader)
 	parse              [packet.NumDropReasons]atomic.Uint64
 	drops              [numDrops]atomic.Uint64
 	_                  [64]byte // keep neighbouring goroutines' counters off this cache line
@@ -136,6 +137,9 @@ type Counters struct {
 	// GSOSuperFrames counts the super-frames read from local ports and cut into
 	// MTU-sized frames for the underlay, and GSOSegments those frames.
 	GSOSuperFrames, GSOSegments uint64
+	// NeighReplies counts the ARP requests and IPv6 neighbour solicitations from local
+	// ports that vxdp answered itself (neigh_suppress) instead of flooding them.
+	NeighReplies uint64
 	// Parse counts frames dropped by the outer or inner header checks, by packet.DropReason.
 	Parse [packet.NumDropReasons]uint64
 	// Drops counts frames dropped by the dataplane, by Drop.
@@ -156,6 +160,7 @@ func (c *Counters) add(o *counters) {
 	c.ReorderWait += o.reorderWaitNanos.Load()
 	c.GROSuperFrames += o.groSuper.Load()
 	c.GROMerged += o.groMerged.Load()
+	c.NeighReplies += o.neighReplies.Load()
 	c.GSOSuperFrames += o.gsoSuper.Load()
 	c.GSOSegments += o.gsoSegments.Load()
 	for i := range o.parse {

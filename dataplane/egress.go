@@ -40,6 +40,9 @@ type egress struct {
 	plainSize []int
 	// veth holds what toVeth cuts from super-frames for veth ports; nil until needed.
 	veth *vethScratch
+	// neigh holds the answer to an ARP request or a neighbour solicitation (neigh_suppress),
+	// behind v.room bytes for a plain virtio_net_hdr.
+	neigh []byte
 }
 
 // tapVnetBatch is how many frames a port reader takes per wakeup from a TAP with
@@ -97,7 +100,8 @@ func newEgress(v *VTEP, t *tap, c *counters, sock *xsk.Socket) *egress {
 		srcPorts: v.cfg.SrcPorts,
 		one:      make([][]byte, 1),
 		plain:    make([][]byte, 1), plainSize: make([]int, 1),
-		tx: make([][]byte, 0, batchSize),
+		tx:    make([][]byte, 0, batchSize),
+		neigh: make([]byte, v.room+packet.NeighReplyLen),
 	}
 	if e.srcPorts == (packet.PortRange{}) {
 		e.srcPorts = packet.DefaultPortRange
@@ -202,7 +206,11 @@ func (e *egress) forward(buf []byte, off, size int, hdr offload.VirtioNetHdr, no
 		}
 	}
 	// Broadcast, multicast or unknown unicast: a copy to every other local port, and
-	// head-end replication to every remote VTEP of the VNI.
+	// head-end replication to every remote VTEP of the VNI; but an ARP request or a
+	// neighbour solicitation vxdp can answer goes no further.
+	if n.suppress && e.answerNeighbour(inner) {
+		return
+	}
 	for _, p := range n.ports {
 		if p != e.t {
 			e.toLocal(p, pkt, hdr, size)
@@ -231,6 +239,28 @@ func (e *egress) forward(buf []byte, off, size int, hdr offload.VirtioNetHdr, no
 		}
 	}
 	e.used = 0 // every segment is out
+}
+
+// answerNeighbour answers inner, a frame from this port, for the VNI's neighbour it asks
+// about, if it is an ARP request or a neighbour solicitation for one, and reports whether
+// it did. The answer goes back to this port alone.
+func (e *egress) answerNeighbour(inner []byte) bool {
+	target, ok := packet.NeighRequest(inner)
+	if !ok {
+		return false
+	}
+	for _, nb := range e.n.neighbours {
+		if nb.IP != target {
+			continue
+		}
+		room := e.v.room
+		size := packet.NeighReply(e.neigh[room:], inner, nb.MAC)
+		clear(e.neigh[:room]) // a plain virtio_net_hdr
+		e.c.neighReplies.Add(1)
+		e.toLocal(e.t, e.neigh[:room+size], offload.VirtioNetHdr{}, size)
+		return true
+	}
+	return false
 }
 
 // toLocal writes a frame read from this port to another local port of the VNI.
