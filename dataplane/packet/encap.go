@@ -178,6 +178,20 @@ func NewEncapOptions(srcMAC, dstMAC [6]byte, src, dst netip.Addr, port uint16, v
 	return e, nil
 }
 
+// innerFields returns the TOS byte (or traffic class), TTL (or hop limit) and DF of an
+// inner frame's IP header, untagged or behind one tag: 0, 64 and false for a frame
+// without IP.
+func innerFields(inner []byte) (tos, ttl uint8, df bool) {
+	ip, v6 := innerIP(inner)
+	switch {
+	case ip == nil:
+		return 0, ttlNonIP, false
+	case v6:
+		return ip[0]<<4 | ip[1]>>4, ip[7], false
+	}
+	return ip[1], ip[8], ip[6]&0x40 != 0
+}
+
 // Len returns the length of the outer headers: HeadroomIPv4 or HeadroomIPv6.
 func (e *Encap) Len() int { return e.n }
 
@@ -196,12 +210,11 @@ func (e *Encap) Write(frame []byte, srcPort uint16) bool {
 	// the inherited fields; a frame without IP gives Not-ECT, TOS 0, TTL 64, no DF.
 	var tos, ttl uint8
 	var df bool
-	if ip, v6 := innerIP(frame[n:]); ip == nil {
-		ttl = ttlNonIP
-	} else if v6 {
-		tos, ttl = ip[0]<<4|ip[1]>>4, ip[7]
+	if in := frame[n:]; len(in) >= ethHeaderLen+ipv4HeaderLen && in[12] == 0x08 && in[13] == 0x00 && in[14]>>4 == 4 {
+		// Untagged IPv4, the common case, without a call.
+		tos, ttl, df = in[15], in[22], in[20]&0x40 != 0
 	} else {
-		tos, ttl, df = ip[1], ip[8], ip[6]&0x40 != 0
+		tos, ttl, df = innerFields(in)
 	}
 	if e.inherit&inheritTOS == 0 {
 		tos &= ECNMask // the template holds the DSCP; RFC 6040 normal mode copies the ECN field
