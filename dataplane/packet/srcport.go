@@ -19,7 +19,7 @@ const (
 // agree. Truncated headers are hashed as far as they go; SourcePort never
 // reads past inner.
 func SourcePort(inner []byte) uint16 {
-	return SourcePortMin + uint16(fmix(flowHash(inner))&(SourcePortMax-SourcePortMin))
+	return SourcePortMin + uint16(flowHash(inner)&(SourcePortMax-SourcePortMin))
 }
 
 // PortRange is a range of outer UDP source ports, both ends included: the Linux vxlan
@@ -35,7 +35,7 @@ var DefaultPortRange = PortRange{SourcePortMin, SourcePortMax}
 // hash of the package's SourcePort mapped onto r; for DefaultPortRange the same port.
 // r.Min must not exceed r.Max.
 func (r PortRange) SourcePort(inner []byte) uint16 {
-	h := fmix(flowHash(inner))
+	h := flowHash(inner)
 	if r == DefaultPortRange {
 		return SourcePortMin + uint16(h&(SourcePortMax-SourcePortMin))
 	}
@@ -43,8 +43,13 @@ func (r PortRange) SourcePort(inner []byte) uint16 {
 	return r.Min + uint16((h&0xffffffff)*(uint64(r.Max-r.Min)+1)>>32)
 }
 
-// flowHash hashes an inner frame's flow for SourcePort; fmix finalises it.
+// flowHash hashes an inner frame's flow for SourcePort, finalised.
 func flowHash(inner []byte) uint64 {
+	return fmix(flowKeyHash(inner))
+}
+
+// flowKeyHash mixes an inner frame's flow key into a hash that fmix finalises.
+func flowKeyHash(inner []byte) uint64 {
 	h := uint64(0x9e3779b97f4a7c15) // any non-zero start; the golden ratio's bits
 	if len(inner) < ethHeaderLen {
 		for _, b := range inner {
