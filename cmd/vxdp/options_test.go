@@ -177,8 +177,8 @@ func onesSum(b []byte, initial uint32) uint16 {
 	return uint16(s)
 }
 
-// TestHeaderOptionsAgainstKernel configures the kernel's vxlan on host A and vxdp on host
-// B with the same ttl, tos, df, srcport and udp_checksum, has both containers send the
+// TestHeaderOptionsAgainstKernel compares the defaults first, then configures the kernel's
+// vxlan on host A and vxdp on host B with the same ttl, tos, df, srcport and udp_checksum, has both containers send the
 // same datagrams (every ECN codepoint, two DSCPs, two TTLs, DF set and clear) and compares
 // the outer headers the two write on the wire: TOS (DSCP and ECN), TTL, DF, the source
 // port in its range, and a UDP checksum that verifies. Then it reloads vxdp (SIGHUP) and
@@ -194,11 +194,22 @@ func TestHeaderOptionsAgainstKernel(t *testing.T) {
 	if err := tp.KernelVXLAN(ctx, topo.SideA); err != nil {
 		t.Fatal(err)
 	}
-	kernelVXLANWith(t, tp, topo.SideA, "ttl", "3", "tos", "0x88", "df", "set", "srcport", "40000", "40016", "udpcsum")
-	const fixed = "srcport: [40000, 40015]\nudp_checksum: true\n"
-	v := startVXDPWith(t, tp, topo.SideB, fixed+"ttl: 3\ntos: 0x88\ndf: set\n")
+	v := startVXDPWith(t, tp, topo.SideB, "")
 	waitRunning(t, tp.HostB)
 	waitPing(t, tp.ContainerA, tp.OverlayB.Addr(), 5*time.Second)
+	// restart gives vxdp the config extra, after the kernel's device was rebuilt: its
+	// new TAP has a new MAC, which container A must ask for again.
+	restart := func(extra string) {
+		if err := v.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		v = startVXDPWith(t, tp, topo.SideB, extra)
+		waitRunning(t, tp.HostB)
+		if out, err := tp.ContainerA.Run(ctx, "ip", "neigh", "flush", "all"); err != nil {
+			t.Fatalf("flush neighbours: %v: %s", err, out)
+		}
+		waitPing(t, tp.ContainerA, tp.OverlayB.Addr(), 5*time.Second)
+	}
 
 	probes := innerProbes()
 	compare := func(stage string, check func(p innerProbe, k, x outerSeen)) {
@@ -211,14 +222,16 @@ func TestHeaderOptionsAgainstKernel(t *testing.T) {
 			t.Fatalf("%s: captured %d of the kernel's and %d of vxdp's %d probes", stage, len(kernel), len(vxdp), len(probes))
 		}
 		for _, p := range probes {
-			k, x := kernel[p.port], vxdp[p.port]
-			if k.srcPort < 40000 || k.srcPort >= 40016 || x.srcPort < 40000 || x.srcPort > 40015 {
-				t.Errorf("%s: probe %+v: source ports kernel %d, vxdp %d, want 40000-40015", stage, p, k.srcPort, x.srcPort)
-			}
-			if !k.csumVerify || !x.csumVerify {
-				t.Errorf("%s: probe %+v: udp checksums kernel %#x (verifies %v), vxdp %#x (verifies %v)", stage, p, k.udpCsum, k.csumVerify, x.udpCsum, x.csumVerify)
-			}
-			check(p, k, x)
+			check(p, kernel[p.port], vxdp[p.port])
+		}
+	}
+	// srcport [40000, 40015] (the kernel's 40000 40016) and udp_checksum: true.
+	portsAndSums := func(stage string, p innerProbe, k, x outerSeen) {
+		if k.srcPort < 40000 || k.srcPort >= 40016 || x.srcPort < 40000 || x.srcPort > 40015 {
+			t.Errorf("%s: probe %+v: source ports kernel %d, vxdp %d, want 40000-40015", stage, p, k.srcPort, x.srcPort)
+		}
+		if !k.csumVerify || !x.csumVerify {
+			t.Errorf("%s: probe %+v: udp checksums kernel %#x (verifies %v), vxdp %#x (verifies %v)", stage, p, k.udpCsum, k.csumVerify, x.udpCsum, x.csumVerify)
 		}
 	}
 	// ECN: vxdp's outer ECN is the inner's; the kernel's too, but for CE (see above).
@@ -235,8 +248,28 @@ func TestHeaderOptionsAgainstKernel(t *testing.T) {
 			t.Errorf("%s: probe %+v: kernel outer ECN %d, want %d", stage, p, k.tos&3, wantK)
 		}
 	}
+	kernelSums := 0
+	compare("defaults", func(p innerProbe, k, x outerSeen) {
+		ecnOK("defaults", p, k, x)
+		if k.ttl != 64 || x.ttl != 64 || k.df || x.df || k.tos&^3 != 0 || x.tos&^3 != 0 {
+			t.Errorf("defaults: probe %+v: kernel ttl %d df %v tos %#x; vxdp ttl %d df %v tos %#x; want 64, unset, 0",
+				p, k.ttl, k.df, k.tos, x.ttl, x.df, x.tos)
+		}
+		if x.srcPort < 49152 || x.udpCsum != 0 {
+			t.Errorf("defaults: probe %+v: vxdp source port %d, udp checksum %#x; want 49152-65535 and 0", p, x.srcPort, x.udpCsum)
+		}
+		if k.csumVerify {
+			kernelSums++
+		}
+	})
+	t.Logf("defaults: the kernel's vxlan sent %d of %d probes with a UDP checksum (vxdp: none, udp_checksum: false)", kernelSums, len(probes))
+
+	kernelVXLANWith(t, tp, topo.SideA, "ttl", "3", "tos", "0x88", "df", "set", "srcport", "40000", "40016", "udpcsum")
+	const fixed = "srcport: [40000, 40015]\nudp_checksum: true\n"
+	restart(fixed + "ttl: 3\ntos: 0x88\ndf: set\n")
 	compare("ttl 3, tos 0x88, df set", func(p innerProbe, k, x outerSeen) {
 		ecnOK("fixed", p, k, x)
+		portsAndSums("fixed", p, k, x)
 		if k.ttl != 3 || x.ttl != 3 || !k.df || !x.df || k.tos&^3 != 0x88 || x.tos&^3 != 0x88 {
 			t.Errorf("fixed: probe %+v: kernel ttl %d df %v tos %#x; vxdp ttl %d df %v tos %#x; want 3, set, 0x88",
 				p, k.ttl, k.df, k.tos, x.ttl, x.df, x.tos)
@@ -263,6 +296,7 @@ func TestHeaderOptionsAgainstKernel(t *testing.T) {
 	inherit := func(stage string, ttl func(p innerProbe) uint8) func(p innerProbe, k, x outerSeen) {
 		return func(p innerProbe, k, x outerSeen) {
 			ecnOK(stage, p, k, x)
+			portsAndSums(stage, p, k, x)
 			if x.ttl != ttl(p) || x.df != p.df || x.tos&^3 != uint8(p.tos)&^3 {
 				t.Errorf("%s: probe %+v: vxdp ttl %d df %v tos %#x", stage, p, x.ttl, x.df, x.tos)
 			}
@@ -281,16 +315,7 @@ func TestHeaderOptionsAgainstKernel(t *testing.T) {
 	if err := reload("ttl: inherit\n"); err == nil || !strings.Contains(err.Error(), "restart") {
 		t.Errorf("reload to ttl inherit: %v, want a refusal that asks for a restart", err)
 	}
-	if err := v.Stop(); err != nil {
-		t.Fatal(err)
-	}
 	kernelVXLANWith(t, tp, topo.SideA, "ttl", "inherit", "tos", "inherit", "df", "inherit", "srcport", "40000", "40016", "udpcsum")
-	startVXDPWith(t, tp, topo.SideB, fixed+"ttl: inherit\ntos: inherit\ndf: inherit\n")
-	waitRunning(t, tp.HostB)
-	// The new TAP has a new MAC: container A must ask again.
-	if out, err := tp.ContainerA.Run(ctx, "ip", "neigh", "flush", "all"); err != nil {
-		t.Fatalf("flush neighbours: %v: %s", err, out)
-	}
-	waitPing(t, tp.ContainerA, tp.OverlayB.Addr(), 5*time.Second)
+	restart(fixed + "ttl: inherit\ntos: inherit\ndf: inherit\n")
 	compare("ttl, tos and df inherit", inherit("inherit", func(p innerProbe) uint8 { return uint8(p.ttl) }))
 }
