@@ -225,20 +225,101 @@ func ParseConfig(r io.Reader) (*Config, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%w: the file is empty", ErrConfig)
 		}
-		return nil, fmt.Errorf("%w: %s", ErrConfig, yamlMessage(err))
+		return nil, fmt.Errorf("%w: %s", ErrConfig, yamlMessage(err, data))
 	}
 	return fc.validate()
 }
 
-// yamlMessage turns the YAML decoder's wording ("field x not found in type dataplane.filePort")
-// into one that names the field without our Go type names.
-func yamlMessage(err error) string {
+// yamlMessage turns the YAML decoder's wording ("field x not found in type dataplane.filePort",
+// "line 3: cannot unmarshal !!int `5000` into []int") into one that names the field without our
+// Go type names ("srcport: 5000 is not a list"); data is the file, to find the field by line.
+func yamlMessage(err error, data []byte) string {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	msg = strings.TrimPrefix(msg, "unmarshal errors:\n  ")
-	if i := strings.Index(msg, " not found in type "); i >= 0 {
-		msg = strings.Replace(msg[:i], "field ", "unknown field ", 1)
+	if i := strings.Index(msg, "\n"); i >= 0 {
+		msg = msg[:i] // the first error is enough
 	}
-	return msg
+	if i := strings.Index(msg, " not found in type "); i >= 0 {
+		return strings.Replace(msg[:i], "field ", "unknown field ", 1)
+	}
+	var line int
+	var value, goType string
+	if n, _ := fmt.Sscanf(msg, "line %d: cannot unmarshal ", &line); n != 1 {
+		return msg
+	}
+	if a, b := strings.Index(msg, "`"), strings.LastIndex(msg, "`"); a >= 0 && b > a {
+		value = msg[a+1 : b]
+	}
+	if i := strings.LastIndex(msg, " into "); i >= 0 {
+		goType = msg[i+len(" into "):]
+	}
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil {
+		return msg
+	}
+	field := yamlPath(&root, "", line, value)
+	if field == "" {
+		return msg
+	}
+	kind := "a mapping"
+	switch strings.TrimPrefix(goType, "*") {
+	case "bool":
+		kind = "true or false"
+	case "int", "int64", "uint8", "uint16", "uint32":
+		kind = "a number"
+	case "string":
+		kind = "a string"
+	default:
+		if strings.HasPrefix(goType, "[]") {
+			kind = "a list"
+		}
+	}
+	if value == "" { // a list or a mapping: yaml.v3 names its tag
+		got := "a mapping"
+		if strings.Contains(msg, "!!seq") {
+			got = "a list"
+		}
+		return fmt.Sprintf("%s: is %s, not %s", field, got, kind)
+	}
+	return fmt.Sprintf("%s: %s is not %s", field, value, kind)
+}
+
+// yamlPath returns the path (networks[0].ports[1].mtu) of the value at line whose text is value
+// within node, or of the mapping entry at line if no value matches; "" if neither is there.
+func yamlPath(node *yaml.Node, path string, line int, value string) string {
+	switch node.Kind {
+	case yaml.DocumentNode:
+		for _, c := range node.Content {
+			if p := yamlPath(c, path, line, value); p != "" {
+				return p
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(node.Content); i += 2 {
+			k, v := node.Content[i], node.Content[i+1]
+			p := k.Value
+			if path != "" {
+				p = path + "." + k.Value
+			}
+			if sub := yamlPath(v, p, line, value); sub != "" {
+				return sub
+			}
+			if k.Line == line && v.Kind != yaml.ScalarNode {
+				return p // a list or mapping where a value was expected, or the reverse
+			}
+		}
+	case yaml.SequenceNode:
+		for j, c := range node.Content {
+			if sub := yamlPath(c, fmt.Sprintf("%s[%d]", path, j), line, value); sub != "" {
+				return sub
+			}
+		}
+	case yaml.ScalarNode:
+		if node.Line == line && node.Value == value {
+			return path
+		}
+	}
+	return ""
 }
 
 func (fc *fileConfig) validate() (*Config, error) {
