@@ -352,3 +352,4 @@ func TestParseConfigOptionErrors(t *testing.T) {
 		}
 	}
 }
+

@@ -4,9 +4,11 @@ package dataplane
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/google/gopacket"
@@ -543,5 +545,42 @@ func BenchmarkIngressWorker(b *testing.B) {
 	}
 	if len(tn.mf.out) != 1 {
 		b.Fatalf("%d deliveries, want 1", len(tn.mf.out))
+	}
+}
+
+// TestReloadable: ttl, tos, df and learning reload, as on the kernel's vxlan; ttl to or from
+// inherit, udp_checksum, srcport and the other top-level fields do not, and the refusal names
+// them as the config file does.
+func TestReloadable(t *testing.T) {
+	base, err := ParseConfig(strings.NewReader(minimalConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		yaml, refused string
+	}{
+		{"ttl: 9\ntos: inherit\ndf: inherit\nlearning: false\n", ""},
+		{"tos: 0x88\ndf: set\n", ""},
+		{"ttl: inherit\n", "ttl to or from inherit"},
+		{"udp_checksum: true\n", "udp_checksum"},
+		{"srcport: [1000, 2000]\n", "srcport"},
+		{"fdb_max: 10\nworkers: 1\n", "fdb_max workers"},
+	} {
+		c, err := ParseConfig(strings.NewReader(tc.yaml + minimalConfig))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Workers = base.Workers
+		if strings.Contains(tc.yaml, "workers") {
+			c.Workers = base.Workers + 1
+		}
+		v := &VTEP{cfg: base}
+		err = v.reloadable(c)
+		switch {
+		case tc.refused == "" && err != nil:
+			t.Errorf("%q refused: %v", tc.yaml, err)
+		case tc.refused != "" && (!errors.Is(err, ErrReload) || !strings.Contains(err.Error(), "["+tc.refused+"]")):
+			t.Errorf("%q: %v, want a refusal naming [%s]", tc.yaml, err, tc.refused)
+		}
 	}
 }

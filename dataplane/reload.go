@@ -122,22 +122,37 @@ func (v *VTEP) reloadable(cfg *Config) error {
 	// Reloadable: ttl, tos, df and learning, as on the kernel's vxlan. Not: ttl to or from
 	// inherit, udp_checksum and srcport ("cannot change TTL_INHERIT flag", "Cannot change
 	// UDP_CSUM flag", "Cannot change port range").
-	fixed := func(h packet.HeaderOptions) packet.HeaderOptions {
-		return packet.HeaderOptions{UDPChecksum: h.UDPChecksum, TTL: map[bool]uint8{true: 0, false: 1}[h.TTL == 0]}
+	var fields []string
+	if a.Header.UDPChecksum != b.Header.UDPChecksum {
+		fields = append(fields, "udp_checksum")
 	}
-	a.Header, b.Header = fixed(a.Header), fixed(b.Header)
+	if (a.Header.TTL == 0) != (b.Header.TTL == 0) {
+		fields = append(fields, "ttl to or from inherit")
+	}
+	a.Header, b.Header = packet.HeaderOptions{}, packet.HeaderOptions{}
 	a.NoLearning, b.NoLearning = false, false
-	if reflect.DeepEqual(a, b) {
+	if len(fields) == 0 && reflect.DeepEqual(a, b) {
 		return nil
 	}
-	var fields []string
 	ta, va, vb := reflect.TypeOf(a), reflect.ValueOf(a), reflect.ValueOf(b)
 	for i := range ta.NumField() {
 		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
-			fields = append(fields, ta.Field(i).Name)
+			name := ta.Field(i).Name
+			if f, ok := configFields[name]; ok {
+				name = f
+			}
+			fields = append(fields, name)
 		}
 	}
 	return fmt.Errorf("%w: %v changed; only networks (VNIs, remotes, ports, fdb, neighbours), ttl (but to or from inherit), tos, df and learning reload", ErrReload, fields)
+}
+
+// configFields names Config's fields as the config file does, for reloadable's refusal.
+var configFields = map[string]string{
+	"Underlay": "underlay", "Local": "local", "Port": "port", "FDBMax": "fdb_max", "FDBAgeing": "fdb_ageing",
+	"Workers": "workers", "MicroFlow": "microflow", "Offload": "offload", "Admin": "admin",
+	"KeepPorts": "ports_on_exit", "VXLANReservedIgnored": "vxlan_reserved_bits", "InnerVLAN": "inner_vlan",
+	"SrcPorts": "srcport",
 }
 
 // findNetwork returns the VNI vni of cfg, or nil.
