@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"net"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -130,9 +131,12 @@ func captureProbes(t *testing.T, tp *topo.Topology, want int, send func()) map[n
 		}
 		raw := buf[:size]
 		pkt := gopacket.NewPacket(raw, layers.LayerTypeEthernet, gopacket.Default)
-		ip4, _ := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		// The first network layer is the outer one (Layer would find an inner IPv4 first
+		// behind an outer IPv6).
+		ip4, _ := pkt.NetworkLayer().(*layers.IPv4)
+		ip6, _ := pkt.NetworkLayer().(*layers.IPv6)
 		udp, _ := pkt.Layer(layers.LayerTypeUDP).(*layers.UDP)
-		if ip4 == nil || udp == nil || udp.DstPort != layers.UDPPort(tp.Port) || len(udp.Payload) < 8 {
+		if (ip4 == nil && ip6 == nil) || udp == nil || udp.DstPort != layers.UDPPort(tp.Port) || len(udp.Payload) < 8 {
 			continue
 		}
 		inner := gopacket.NewPacket(udp.Payload[8:], layers.LayerTypeEthernet, gopacket.Default)
@@ -140,24 +144,33 @@ func captureProbes(t *testing.T, tp *topo.Topology, want int, send func()) map[n
 		if iudp == nil || iudp.DstPort < 21000 || iudp.DstPort >= 21100 {
 			continue
 		}
-		from, _ := netip.AddrFromSlice(ip4.SrcIP.To4())
+		var o outerSeen
+		var src, dst net.IP
+		var l4 []byte
+		if ip4 != nil {
+			src, dst = ip4.SrcIP.To4(), ip4.DstIP.To4()
+			l4 = raw[14+int(ip4.IHL)*4 : 14+int(ip4.Length)]
+			o = outerSeen{tos: ip4.TOS, ttl: ip4.TTL, df: ip4.Flags&layers.IPv4DontFragment != 0}
+		} else {
+			src, dst = ip6.SrcIP, ip6.DstIP
+			l4 = raw[14+40 : 14+40+int(ip6.Length)]
+			o = outerSeen{tos: ip6.TrafficClass, ttl: ip6.HopLimit}
+		}
+		from, _ := netip.AddrFromSlice(src)
+		from = from.Unmap()
 		if seen[from] == nil {
 			seen[from] = map[int]outerSeen{}
 		}
-		l4 := raw[14+int(ip4.IHL)*4 : 14+int(ip4.Length)]
-		var pseudo uint32
-		for i := 0; i < 4; i += 2 {
-			pseudo += uint32(binary.BigEndian.Uint16(ip4.SrcIP.To4()[i:])) + uint32(binary.BigEndian.Uint16(ip4.DstIP.To4()[i:]))
+		pseudo := unix.IPPROTO_UDP + uint32(len(l4))
+		for i := 0; i < len(src); i += 2 {
+			pseudo += uint32(binary.BigEndian.Uint16(src[i:])) + uint32(binary.BigEndian.Uint16(dst[i:]))
 		}
-		pseudo += unix.IPPROTO_UDP + uint32(len(l4))
 		if _, dup := seen[from][int(iudp.DstPort)]; !dup {
 			n++
 		}
-		seen[from][int(iudp.DstPort)] = outerSeen{
-			tos: ip4.TOS, ttl: ip4.TTL, df: ip4.Flags&layers.IPv4DontFragment != 0,
-			srcPort: uint16(udp.SrcPort), udpCsum: udp.Checksum,
-			csumVerify: udp.Checksum != 0 && onesSum(l4, pseudo) == 0xffff,
-		}
+		o.srcPort, o.udpCsum = uint16(udp.SrcPort), udp.Checksum
+		o.csumVerify = udp.Checksum != 0 && onesSum(l4, pseudo) == 0xffff
+		seen[from][int(iudp.DstPort)] = o
 	}
 	return seen
 }
@@ -318,4 +331,87 @@ func TestHeaderOptionsAgainstKernel(t *testing.T) {
 	kernelVXLANWith(t, tp, topo.SideA, "ttl", "inherit", "tos", "inherit", "df", "inherit", "srcport", "40000", "40016", "udpcsum")
 	restart(fixed + "ttl: inherit\ntos: inherit\ndf: inherit\n")
 	compare("ttl, tos and df inherit", inherit("inherit", func(p innerProbe) uint8 { return uint8(p.ttl) }))
+}
+
+// TestHeaderOptionsAgainstKernelIPv6 is TestHeaderOptionsAgainstKernel over an IPv6
+// underlay: the kernel's vxlan and vxdp with ttl 3, tos 0x88 and srcport write the same
+// hop limit, traffic class (DSCP, and the inner ECN but for CE) and source port range, and
+// a UDP checksum that verifies (IPv6 always carries one); then with ttl and tos inherit.
+func TestHeaderOptionsAgainstKernelIPv6(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	tp, err := topo.New(ctx, topo.Options{Prefix: topo.Prefix("hdr6"),
+		UnderlayA: netip.MustParsePrefix("fd77::1/64"), UnderlayB: netip.MustParsePrefix("fd77::2/64"), OverlayMTU: 1430})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := tp.Close(); err != nil {
+			t.Errorf("remove topology: %v", err)
+		}
+	})
+	// The wire addresses must have finished duplicate address detection before either
+	// VTEP sends from them.
+	for _, s := range []topo.Side{topo.SideA, topo.SideB} {
+		for deadline := time.Now().Add(5 * time.Second); ; {
+			out, err := tp.Host(s).Run(ctx, "ip", "-6", "addr", "show", "dev", tp.Wire(s), "tentative")
+			if err == nil && !strings.Contains(out, "inet6") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("address on %s still tentative: %s %v", tp.Wire(s), out, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if err := tp.KernelVXLAN(ctx, topo.SideA); err != nil {
+		t.Fatal(err)
+	}
+	kernelVXLANWith(t, tp, topo.SideA, "ttl", "3", "tos", "0x88", "srcport", "40000", "40016")
+	v := startVXDPWith(t, tp, topo.SideB, "srcport: [40000, 40015]\nttl: 3\ntos: 0x88\n")
+	waitRunning(t, tp.HostB)
+	waitPing(t, tp.ContainerA, tp.OverlayB.Addr(), 5*time.Second)
+
+	probes := innerProbes()
+	compare := func(stage string, ttl, dscp func(p innerProbe) uint8) {
+		seen := captureProbes(t, tp, 2*len(probes), func() {
+			sendProbes(t, tp.ContainerA, tp.OverlayB.Addr(), probes)
+			sendProbes(t, tp.ContainerB, tp.OverlayA.Addr(), probes)
+		})
+		kernel, vxdp := seen[tp.UnderlayA.Addr()], seen[tp.UnderlayB.Addr()]
+		if len(kernel) != len(probes) || len(vxdp) != len(probes) {
+			t.Fatalf("%s: captured %d of the kernel's and %d of vxdp's %d probes", stage, len(kernel), len(vxdp), len(probes))
+		}
+		for _, p := range probes {
+			k, x := kernel[p.port], vxdp[p.port]
+			ecn := uint8(p.tos) & 3
+			wantK := ecn
+			if ecn == 3 {
+				wantK = 2 // Linux: ECT(0) for an inner CE; RFC 6040 normal mode: CE
+			}
+			if x.ttl != ttl(p) || k.ttl != ttl(p) || x.tos != dscp(p)|ecn || k.tos != dscp(p)|wantK {
+				t.Errorf("%s: probe %+v: kernel hop limit %d class %#x, vxdp %d %#x; want %d and %#x (kernel %#x)",
+					stage, p, k.ttl, k.tos, x.ttl, x.tos, ttl(p), dscp(p)|ecn, dscp(p)|wantK)
+			}
+			if k.srcPort < 40000 || k.srcPort >= 40016 || x.srcPort < 40000 || x.srcPort > 40015 || !k.csumVerify || !x.csumVerify {
+				t.Errorf("%s: probe %+v: kernel port %d checksum %v, vxdp port %d checksum %v", stage, p, k.srcPort, k.csumVerify, x.srcPort, x.csumVerify)
+			}
+		}
+	}
+	compare("ttl 3, tos 0x88", func(innerProbe) uint8 { return 3 }, func(innerProbe) uint8 { return 0x88 })
+
+	for _, args := range [][]string{{"tos", "inherit"}, {"ttl", "9"}} {
+		cmd := append([]string{"link", "set", topo.VXLANIf, "type", "vxlan"}, args...)
+		if out, err := tp.HostA.Run(ctx, "ip", cmd...); err != nil {
+			t.Fatalf("ip %v: %v: %s", cmd, err, out)
+		}
+	}
+	if err := os.WriteFile(v.Config, []byte(tp.VXDPConfig(topo.SideB, "srcport: [40000, 40015]\nttl: 9\ntos: inherit\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	compare("ttl 9, tos inherit", func(innerProbe) uint8 { return 9 }, func(p innerProbe) uint8 { return uint8(p.tos) &^ 3 })
 }
