@@ -4,9 +4,9 @@ package main
 
 import (
 	"context"
-	"net"
 	"encoding/binary"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"strconv"
