@@ -98,10 +98,17 @@ func askNeighbour(t *testing.T, tp *topo.Topology, request []byte, match func(go
 // container A's MAC. An ARP request and a neighbour solicitation from container B for
 // them are answered by vxdp with that MAC, and no ARP or solicitation for them crosses the
 // wire; ping from B to A works on the answer. An ARP request for an address vxdp does not
-// list is flooded to host A as before.
+// list is flooded to host A as before. It runs with container B behind a TAP and behind a
+// veth pair.
 func TestNeighSuppress(t *testing.T) {
+	t.Run("tap", func(t *testing.T) { neighSuppress(t, false) })
+	t.Run("veth", func(t *testing.T) { neighSuppress(t, true) })
+}
+
+func neighSuppress(t *testing.T, veth bool) {
 	needRoot(t)
 	tp := newTopology(t, "nsup")
+	tp.VethPorts = veth
 	ctx := context.Background()
 	if err := tp.KernelVXLAN(ctx, topo.SideA); err != nil {
 		t.Fatal(err)
