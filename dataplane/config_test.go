@@ -352,4 +352,3 @@ func TestParseConfigOptionErrors(t *testing.T) {
 		}
 	}
 }
-
