@@ -54,7 +54,7 @@ func TestParseConfigChecks(t *testing.T) {
 		"mask with VNI":   {"vxlan_reserved_bits: 0x100\n", "covers the I flag or the VNI"},
 		"mask negative":   {"vxlan_reserved_bits: -1\n", "vxlan_reserved_bits:"},
 		"inner_vlan word": {"inner_vlan: yes\n", `inner_vlan: "yes" is neither drop nor accept`},
-		"inner_vlan list": {"inner_vlan: [drop]\n", "cannot unmarshal"},
+		"inner_vlan list": {"inner_vlan: [drop]\n", "inner_vlan: is a list, not a string"},
 	} {
 		_, err := ParseConfig(strings.NewReader(minimalConfig + c.extra))
 		if err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), c.want) {

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/vxdp/vxdp/dataplane/fdb"
+	"github.com/vxdp/vxdp/dataplane/packet"
 )
 
 // Defaults of the config file. Each is documented in the README's config reference.
@@ -82,6 +84,15 @@ type Config struct {
 	// InnerVLAN accepts inner frames with an 802.1Q/802.1ad tag, from remote VTEPs and from
 	// local ports; by default they are dropped (config field inner_vlan).
 	InnerVLAN bool
+	// Header are the outer headers' options: config fields ttl, tos, df and udp_checksum
+	// (packet.DefaultHeaderOptions by default). Reloadable but for UDPChecksum.
+	Header packet.HeaderOptions
+	// SrcPorts is the outer UDP source port range (config field srcport); the zero value
+	// is packet.DefaultPortRange.
+	SrcPorts packet.PortRange
+	// NoLearning stops learning inner source MACs from remote VTEPs (config field
+	// learning: false): unicast to a MAC neither static nor local is flooded. Reloadable.
+	NoLearning bool
 	// Networks are the VNIs this node carries.
 	Networks []Network
 }
@@ -95,6 +106,25 @@ type Network struct {
 	Remotes []netip.Addr
 	// Ports are the local ports (TAP devices or veth pairs) attached to this VNI.
 	Ports []Port
+	// FDB are static entries: MAC addresses behind one of Remotes, never aged or evicted.
+	FDB []StaticEntry
+	// Neighbours map inner IP addresses to MAC addresses, for NeighSuppress.
+	Neighbours []Neighbour
+	// NeighSuppress answers ARP requests and IPv6 neighbour solicitations from local ports
+	// for an address of Neighbours locally instead of flooding them.
+	NeighSuppress bool
+}
+
+// StaticEntry is a static FDB entry: MAC lives behind the remote VTEP Remote.
+type StaticEntry struct {
+	MAC    [6]byte
+	Remote netip.Addr
+}
+
+// Neighbour is an inner IP address and the MAC address that answers for it.
+type Neighbour struct {
+	IP  netip.Addr
+	MAC [6]byte
 }
 
 // Port is a local port: a TAP device vxdp creates and, optionally, moves into a container's
@@ -134,12 +164,33 @@ type fileConfig struct {
 	// What the VTEP accepts from the underlay and its ports (checks.go).
 	VXLANReservedBits string `yaml:"vxlan_reserved_bits"`
 	InnerVLAN         string `yaml:"inner_vlan"`
+
+	// The outer headers, named as iproute2's vxlan options.
+	TTL         string `yaml:"ttl"`
+	TOS         string `yaml:"tos"`
+	DF          string `yaml:"df"`
+	SrcPort     []int  `yaml:"srcport"`
+	UDPChecksum *bool  `yaml:"udp_checksum"`
+	Learning    *bool  `yaml:"learning"`
 }
 
 type fileNetwork struct {
-	VNI     *int64     `yaml:"vni"`
-	Remotes []string   `yaml:"remotes"`
-	Ports   []filePort `yaml:"ports"`
+	VNI           *int64          `yaml:"vni"`
+	Remotes       []string        `yaml:"remotes"`
+	Ports         []filePort      `yaml:"ports"`
+	FDB           []fileFDB       `yaml:"fdb"`
+	Neighbours    []fileNeighbour `yaml:"neighbours"`
+	NeighSuppress bool            `yaml:"neigh_suppress"`
+}
+
+type fileFDB struct {
+	MAC    string `yaml:"mac"`
+	Remote string `yaml:"remote"`
+}
+
+type fileNeighbour struct {
+	IP  string `yaml:"ip"`
+	MAC string `yaml:"mac"`
 }
 
 type filePort struct {
@@ -174,20 +225,101 @@ func ParseConfig(r io.Reader) (*Config, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%w: the file is empty", ErrConfig)
 		}
-		return nil, fmt.Errorf("%w: %s", ErrConfig, yamlMessage(err))
+		return nil, fmt.Errorf("%w: %s", ErrConfig, yamlMessage(err, data))
 	}
 	return fc.validate()
 }
 
-// yamlMessage turns the YAML decoder's wording ("field x not found in type dataplane.filePort")
-// into one that names the field without our Go type names.
-func yamlMessage(err error) string {
+// yamlMessage turns the YAML decoder's wording ("field x not found in type dataplane.filePort",
+// "line 3: cannot unmarshal !!int `5000` into []int") into one that names the field without our
+// Go type names ("srcport: 5000 is not a list"); data is the file, to find the field by line.
+func yamlMessage(err error, data []byte) string {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	msg = strings.TrimPrefix(msg, "unmarshal errors:\n  ")
-	if i := strings.Index(msg, " not found in type "); i >= 0 {
-		msg = strings.Replace(msg[:i], "field ", "unknown field ", 1)
+	if i := strings.Index(msg, "\n"); i >= 0 {
+		msg = msg[:i] // the first error is enough
 	}
-	return msg
+	if i := strings.Index(msg, " not found in type "); i >= 0 {
+		return strings.Replace(msg[:i], "field ", "unknown field ", 1)
+	}
+	var line int
+	var value, goType string
+	if n, _ := fmt.Sscanf(msg, "line %d: cannot unmarshal ", &line); n != 1 {
+		return msg
+	}
+	if a, b := strings.Index(msg, "`"), strings.LastIndex(msg, "`"); a >= 0 && b > a {
+		value = msg[a+1 : b]
+	}
+	if i := strings.LastIndex(msg, " into "); i >= 0 {
+		goType = msg[i+len(" into "):]
+	}
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil {
+		return msg
+	}
+	field := yamlPath(&root, "", line, value)
+	if field == "" {
+		return msg
+	}
+	kind := "a mapping"
+	switch strings.TrimPrefix(goType, "*") {
+	case "bool":
+		kind = "true or false"
+	case "int", "int64", "uint8", "uint16", "uint32":
+		kind = "a number"
+	case "string":
+		kind = "a string"
+	default:
+		if strings.HasPrefix(goType, "[]") {
+			kind = "a list"
+		}
+	}
+	if value == "" { // a list or a mapping: yaml.v3 names its tag
+		got := "a mapping"
+		if strings.Contains(msg, "!!seq") {
+			got = "a list"
+		}
+		return fmt.Sprintf("%s: is %s, not %s", field, got, kind)
+	}
+	return fmt.Sprintf("%s: %s is not %s", field, value, kind)
+}
+
+// yamlPath returns the path (networks[0].ports[1].mtu) of the value at line whose text is value
+// within node, or of the mapping entry at line if no value matches; "" if neither is there.
+func yamlPath(node *yaml.Node, path string, line int, value string) string {
+	switch node.Kind {
+	case yaml.DocumentNode:
+		for _, c := range node.Content {
+			if p := yamlPath(c, path, line, value); p != "" {
+				return p
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(node.Content); i += 2 {
+			k, v := node.Content[i], node.Content[i+1]
+			p := k.Value
+			if path != "" {
+				p = path + "." + k.Value
+			}
+			if sub := yamlPath(v, p, line, value); sub != "" {
+				return sub
+			}
+			if k.Line == line && v.Kind != yaml.ScalarNode {
+				return p // a list or mapping where a value was expected, or the reverse
+			}
+		}
+	case yaml.SequenceNode:
+		for j, c := range node.Content {
+			if sub := yamlPath(c, fmt.Sprintf("%s[%d]", path, j), line, value); sub != "" {
+				return sub
+			}
+		}
+	case yaml.ScalarNode:
+		if node.Line == line && node.Value == value {
+			return path
+		}
+	}
+	return ""
 }
 
 func (fc *fileConfig) validate() (*Config, error) {
@@ -263,6 +395,9 @@ func (fc *fileConfig) validate() (*Config, error) {
 		c.Admin = *fc.Admin
 	}
 	if err := fc.validateChecks(c); err != nil {
+		return nil, err
+	}
+	if err := fc.validateHeader(c); err != nil {
 		return nil, err
 	}
 	if len(fc.Networks) == 0 {
@@ -354,6 +489,9 @@ func (fc *fileConfig) validate() (*Config, error) {
 			}
 			n.Ports = append(n.Ports, p)
 		}
+		if err := fn.validateEntries(at, &n); err != nil {
+			return nil, err
+		}
 		if len(n.Remotes) == 0 && len(n.Ports) == 0 {
 			return nil, fieldError(at, "VNI %d has neither remotes nor ports", n.VNI)
 		}
@@ -366,6 +504,121 @@ func (fc *fileConfig) validate() (*Config, error) {
 		return nil, fieldError("networks", "%d distinct remotes in all; at most %d", len(remotes), fdb.MaxIndex+1)
 	}
 	return c, nil
+}
+
+// validateHeader checks the outer header fields into c.Header, c.SrcPorts and c.NoLearning.
+func (fc *fileConfig) validateHeader(c *Config) error {
+	c.Header = packet.DefaultHeaderOptions
+	c.SrcPorts = packet.DefaultPortRange
+	switch fc.TTL {
+	case "":
+	case "inherit":
+		c.Header.TTL = 0
+	default:
+		n, err := strconv.ParseUint(fc.TTL, 10, 8)
+		if err != nil || n == 0 {
+			return fieldError("ttl", "%q is neither 1-255 nor inherit", fc.TTL)
+		}
+		c.Header.TTL = uint8(n)
+	}
+	switch fc.TOS {
+	case "":
+	case "inherit":
+		c.Header.TOSInherit = true
+	default:
+		n, err := strconv.ParseUint(fc.TOS, 0, 8)
+		if err != nil {
+			return fieldError("tos", "%q is neither 0-255 nor inherit", fc.TOS)
+		}
+		c.Header.TOS = uint8(n)
+	}
+	switch fc.DF {
+	case "", "unset":
+	case "set":
+		c.Header.DF = packet.DFSet
+	case "inherit":
+		c.Header.DF = packet.DFInherit
+	default:
+		return fieldError("df", "%q is none of unset, set, inherit", fc.DF)
+	}
+	if fc.SrcPort != nil {
+		r := fc.SrcPort
+		if len(r) != 2 {
+			return fieldError("srcport", "%v is not a range [MIN, MAX]", r)
+		}
+		if r[0] < 1 || r[0] > 65535 || r[1] < 1 || r[1] > 65535 || r[0] > r[1] {
+			return fieldError("srcport", "[%d, %d] is not a range of UDP ports (1-65535, MIN <= MAX)", r[0], r[1])
+		}
+		c.SrcPorts = packet.PortRange{Min: uint16(r[0]), Max: uint16(r[1])}
+	}
+	if fc.UDPChecksum != nil {
+		c.Header.UDPChecksum = *fc.UDPChecksum
+	}
+	if fc.Learning != nil {
+		c.NoLearning = !*fc.Learning
+	}
+	return nil
+}
+
+// validateEntries checks the static FDB entries and the neighbours of network n (field at),
+// whose remotes are checked already.
+func (fn *fileNetwork) validateEntries(at string, n *Network) error {
+	n.NeighSuppress = fn.NeighSuppress
+	macs := map[[6]byte]bool{}
+	for j, fe := range fn.FDB {
+		field := fmt.Sprintf("%s.fdb[%d]", at, j)
+		mac, err := unicastMAC(fe.MAC)
+		if err != nil {
+			return fieldError(field+".mac", "%v", err)
+		}
+		if macs[mac] {
+			return fieldError(field+".mac", "%s appears twice", fe.MAC)
+		}
+		macs[mac] = true
+		a, err := netip.ParseAddr(fe.Remote)
+		if err != nil || a.Zone() != "" {
+			return fieldError(field+".remote", "%q is not an IP address", fe.Remote)
+		}
+		if a = a.Unmap(); !slices.Contains(n.Remotes, a) {
+			return fieldError(field+".remote", "%s is not one of the VNI's remotes", a)
+		}
+		n.FDB = append(n.FDB, StaticEntry{MAC: mac, Remote: a})
+	}
+	ips := map[netip.Addr]bool{}
+	for j, fe := range fn.Neighbours {
+		field := fmt.Sprintf("%s.neighbours[%d]", at, j)
+		a, err := netip.ParseAddr(fe.IP)
+		if err != nil || a.Zone() != "" {
+			return fieldError(field+".ip", "%q is not an IP address", fe.IP)
+		}
+		a = a.Unmap()
+		if a.IsMulticast() || a.IsUnspecified() || (a.Is4() && a == netip.AddrFrom4([4]byte{255, 255, 255, 255})) {
+			return fieldError(field+".ip", "%s is not a unicast address", a)
+		}
+		if ips[a] {
+			return fieldError(field+".ip", "%s appears twice", a)
+		}
+		ips[a] = true
+		mac, err := unicastMAC(fe.MAC)
+		if err != nil {
+			return fieldError(field+".mac", "%v", err)
+		}
+		n.Neighbours = append(n.Neighbours, Neighbour{IP: a, MAC: mac})
+	}
+	return nil
+}
+
+// unicastMAC parses a 6-byte unicast MAC address that is not zero.
+func unicastMAC(s string) ([6]byte, error) {
+	hw, err := net.ParseMAC(s)
+	if err != nil || len(hw) != 6 {
+		return [6]byte{}, fmt.Errorf("%q is not a MAC address (e.g. 02:aa:00:00:00:01)", s)
+	}
+	mac := [6]byte(hw)
+	if mac[0]&1 != 0 || mac == [6]byte{} {
+		return mac, fmt.Errorf("%s is not a unicast address", hw)
+	}
+	return mac, nil
 }
 
 // remotes returns every distinct remote VTEP of the config, in order of appearance.

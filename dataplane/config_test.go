@@ -3,9 +3,12 @@ package dataplane
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vxdp/vxdp/dataplane/packet"
 )
 
 const minimalConfig = `
@@ -153,6 +156,10 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add("underlay: [a]\n")
 	f.Add("networks: {vni: 1}\n")
 	f.Add("local: 1.2.3.4\nport: -1\n")
+	f.Add("ttl: inherit\ntos: 0x88\ndf: set\nsrcport: [1000, 2000]\nudp_checksum: true\nlearning: false\n" + minimalConfig +
+		"    fdb: [{mac: \"02:aa:00:00:00:01\", remote: 192.168.77.1}]\n" +
+		"    neighbours: [{ip: 10.42.0.1, mac: \"02:aa:00:00:00:01\"}, {ip: \"fd42::1\", mac: \"02:aa:00:00:00:02\"}]\n" +
+		"    neigh_suppress: true\n")
 	f.Fuzz(func(t *testing.T, yaml string) {
 		c, err := ParseConfig(strings.NewReader(yaml))
 		if err != nil {
@@ -164,9 +171,26 @@ func FuzzParseConfig(f *testing.F) {
 		if c.Underlay == "" || !c.Local.IsValid() || c.Port == 0 || len(c.Networks) == 0 {
 			t.Fatalf("accepted an incomplete config: %+v", c)
 		}
+		if c.SrcPorts.Min == 0 || c.SrcPorts.Min > c.SrcPorts.Max || c.Header.DF > packet.DFInherit {
+			t.Fatalf("accepted srcport %v, df %d", c.SrcPorts, c.Header.DF)
+		}
 		for _, n := range c.Networks {
 			if n.VNI == 0 || n.VNI >= 1<<24 {
 				t.Fatalf("accepted VNI %d", n.VNI)
+			}
+			macs := map[[6]byte]bool{}
+			for _, e := range n.FDB {
+				if e.MAC[0]&1 != 0 || e.MAC == [6]byte{} || macs[e.MAC] || !slices.Contains(n.Remotes, e.Remote) {
+					t.Fatalf("accepted static entry %+v", e)
+				}
+				macs[e.MAC] = true
+			}
+			ips := map[netip.Addr]bool{}
+			for _, nb := range n.Neighbours {
+				if nb.MAC[0]&1 != 0 || nb.MAC == [6]byte{} || ips[nb.IP] || !nb.IP.IsValid() || nb.IP.IsMulticast() {
+					t.Fatalf("accepted neighbour %+v", nb)
+				}
+				ips[nb.IP] = true
 			}
 			for _, p := range n.Ports {
 				if (p.TAP == "") == (p.Veth == "") || p.MTU < 68 || (p.Veth != "" && p.MTU > MaxVethMTU) {
@@ -226,5 +250,105 @@ func TestParseConfigVeth(t *testing.T) {
 	}
 	if tp := c.Networks[0].Ports[0]; tp.dev() != "vxp0" || tp.name() != "eth0" {
 		t.Errorf("tap port names: %q/%q", tp.dev(), tp.name())
+	}
+}
+
+// TestParseConfigOptions checks the fields named after iproute2's vxlan options, their
+// defaults, and the per-network static entries and neighbours.
+func TestParseConfigOptions(t *testing.T) {
+	c, err := ParseConfig(strings.NewReader(minimalConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Header != packet.DefaultHeaderOptions || c.SrcPorts != packet.DefaultPortRange || c.NoLearning {
+		t.Errorf("defaults: header %+v srcport %v nolearning %v", c.Header, c.SrcPorts, c.NoLearning)
+	}
+	n := c.Networks[0]
+	if len(n.FDB) != 0 || len(n.Neighbours) != 0 || n.NeighSuppress {
+		t.Errorf("network defaults: %+v", n)
+	}
+	for _, tc := range []struct {
+		yaml   string
+		header packet.HeaderOptions
+		ports  packet.PortRange
+		nolrn  bool
+	}{
+		{"ttl: 3\ntos: 0x88\ndf: set\nudp_checksum: true\n", packet.HeaderOptions{TTL: 3, TOS: 0x88, DF: packet.DFSet, UDPChecksum: true}, packet.DefaultPortRange, false},
+		{"ttl: inherit\ntos: inherit\ndf: inherit\n", packet.HeaderOptions{TOSInherit: true, DF: packet.DFInherit}, packet.DefaultPortRange, false},
+		{"ttl: 255\ntos: 184\ndf: unset\nudp_checksum: false\n", packet.HeaderOptions{TTL: 255, TOS: 184}, packet.DefaultPortRange, false},
+		{"srcport: [1000, 2000]\nlearning: false\n", packet.DefaultHeaderOptions, packet.PortRange{Min: 1000, Max: 2000}, true},
+		{"srcport: [7, 7]\nlearning: true\n", packet.DefaultHeaderOptions, packet.PortRange{Min: 7, Max: 7}, false},
+	} {
+		c, err := ParseConfig(strings.NewReader(tc.yaml + minimalConfig))
+		if err != nil {
+			t.Errorf("%q: %v", tc.yaml, err)
+			continue
+		}
+		if c.Header != tc.header || c.SrcPorts != tc.ports || c.NoLearning != tc.nolrn {
+			t.Errorf("%q: header %+v srcport %v nolearning %v", tc.yaml, c.Header, c.SrcPorts, c.NoLearning)
+		}
+	}
+	c, err = ParseConfig(strings.NewReader(minimalConfig + `    fdb:
+      - {mac: "02:aa:00:00:00:01", remote: 192.168.77.1}
+      - {mac: "02:AA:00:00:00:02", remote: "::ffff:192.168.77.1"}
+    neighbours:
+      - {ip: 10.42.0.1, mac: "02:aa:00:00:00:01"}
+      - {ip: "fd42::1", mac: "02:aa:00:00:00:01"}
+    neigh_suppress: true
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n = c.Networks[0]
+	r := netip.MustParseAddr("192.168.77.1")
+	mac1, mac2 := [6]byte{2, 0xaa, 0, 0, 0, 1}, [6]byte{2, 0xaa, 0, 0, 0, 2}
+	if len(n.FDB) != 2 || n.FDB[0] != (StaticEntry{mac1, r}) || n.FDB[1] != (StaticEntry{mac2, r}) {
+		t.Errorf("fdb %+v", n.FDB)
+	}
+	if len(n.Neighbours) != 2 || n.Neighbours[0] != (Neighbour{netip.MustParseAddr("10.42.0.1"), mac1}) ||
+		n.Neighbours[1] != (Neighbour{netip.MustParseAddr("fd42::1"), mac1}) || !n.NeighSuppress {
+		t.Errorf("neighbours %+v suppress %v", n.Neighbours, n.NeighSuppress)
+	}
+}
+
+func TestParseConfigOptionErrors(t *testing.T) {
+	net0 := func(s string) string { return minimalConfig + s }
+	cases := []struct{ yaml, want string }{
+		{"ttl: 0\n" + minimalConfig, `ttl: "0" is neither 1-255 nor inherit`},
+		{"ttl: 256\n" + minimalConfig, `ttl: "256"`},
+		{"ttl: auto\n" + minimalConfig, `ttl: "auto"`},
+		{"tos: 256\n" + minimalConfig, `tos: "256" is neither 0-255 nor inherit`},
+		{"tos: -1\n" + minimalConfig, `tos: "-1"`},
+		{"df: yes\n" + minimalConfig, `df: "yes" is none of unset, set, inherit`},
+		{"srcport: [1]\n" + minimalConfig, "srcport: [1] is not a range"},
+		{"srcport: [2000, 1000]\n" + minimalConfig, "srcport: [2000, 1000] is not a range of UDP ports"},
+		{"srcport: [0, 10]\n" + minimalConfig, "srcport: [0, 10]"},
+		{"srcport: [1, 65536]\n" + minimalConfig, "srcport: [1, 65536]"},
+		{"srcport: 5000\n" + minimalConfig, "srcport: 5000 is not a list"},
+		{"udp_checksum: maybe\n" + minimalConfig, "maybe"},
+		{"learning: 2\n" + minimalConfig, "learning: 2 is not true or false"},
+		{net0("    neigh_suppress: sometimes\n"), "networks[0].neigh_suppress: sometimes is not true or false"},
+		{net0("    fdb: {mac: \"02:aa:00:00:00:01\"}\n"), "networks[0].fdb"},
+		{net0("    fdb: [{mac: [1, 2], remote: 192.168.77.1}]\n"), "networks[0].fdb[0].mac"},
+		{strings.Replace(minimalConfig, "mtu: 1450", "mtu: big", 1), "networks[0].ports[0].mtu: big is not a number"},
+		{net0("    fdb: [{mac: \"02:aa:00:00:00:01\", remote: 192.168.77.9}]\n"), "networks[0].fdb[0].remote: 192.168.77.9 is not one of the VNI's remotes"},
+		{net0("    fdb: [{mac: \"02:aa:00:00:00:01\", remote: nowhere}]\n"), `networks[0].fdb[0].remote: "nowhere" is not an IP address`},
+		{net0("    fdb: [{mac: \"01:aa:00:00:00:01\", remote: 192.168.77.1}]\n"), "networks[0].fdb[0].mac: 01:aa:00:00:00:01 is not a unicast address"},
+		{net0("    fdb: [{mac: \"00:00:00:00:00:00\", remote: 192.168.77.1}]\n"), "networks[0].fdb[0].mac: 00:00:00:00:00:00 is not a unicast"},
+		{net0("    fdb: [{mac: \"02:aa\", remote: 192.168.77.1}]\n"), `networks[0].fdb[0].mac: "02:aa" is not a MAC address`},
+		{net0("    fdb: [{mac: \"02:aa:00:00:00:01\", remote: 192.168.77.1}, {mac: \"02:aa:00:00:00:01\", remote: 192.168.77.1}]\n"), "networks[0].fdb[1].mac: 02:aa:00:00:00:01 appears twice"},
+		{net0("    fdb: [{mac: \"02:aa:00:00:00:01\"}]\n"), `networks[0].fdb[0].remote: "" is not an IP address`},
+		{net0("    neighbours: [{ip: 10.0.0.1, mac: \"ff:ff:ff:ff:ff:ff\"}]\n"), "networks[0].neighbours[0].mac: ff:ff:ff:ff:ff:ff is not a unicast address"},
+		{net0("    neighbours: [{ip: 224.0.0.1, mac: \"02:aa:00:00:00:01\"}]\n"), "networks[0].neighbours[0].ip: 224.0.0.1 is not a unicast address"},
+		{net0("    neighbours: [{ip: 10.0.0.1, mac: \"02:aa:00:00:00:01\"}, {ip: 10.0.0.1, mac: \"02:aa:00:00:00:02\"}]\n"), "networks[0].neighbours[1].ip: 10.0.0.1 appears twice"},
+		{net0("    neighbours: [{ip: 10.0.0, mac: \"02:aa:00:00:00:01\"}]\n"), `networks[0].neighbours[0].ip: "10.0.0" is not an IP address`},
+		{net0("    neighbours: [{ip: 10.0.0.1, mac: \"02:aa:00:00:00:01\", ttl: 3}]\n"), "unknown field ttl"},
+		{net0("    neigh_suppress: sometimes\n"), "sometimes"},
+	}
+	for _, tc := range cases {
+		_, err := ParseConfig(strings.NewReader(tc.yaml))
+		if err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want one containing %q", tc.yaml, err, tc.want)
+		}
 	}
 }

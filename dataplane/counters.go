@@ -49,6 +49,12 @@ const (
 	// frame, or xsk.MaxChunks of them with multi-buffer), which the MTU checks at start
 	// rule out.
 	DropTxTooLong
+	// DropECN: an outer CE mark over an inner IP packet that is Not-ECT (RFC 6040): the
+	// congestion the underlay signalled cannot be passed on.
+	DropECN
+	// DropStaticMAC: a remote sent a frame whose source MAC is a static entry behind another
+	// remote VTEP.
+	DropStaticMAC
 	numDrops
 )
 
@@ -70,6 +76,8 @@ var dropNames = [numDrops]string{
 	DropVLANFromPort:   "vlan_from_port",
 	DropInnerTooBig:    "inner_too_big",
 	DropTxTooLong:      "tx_too_long",
+	DropECN:            "ecn_ce_not_ect",
+	DropStaticMAC:      "static_mac_from_remote",
 }
 
 // String returns the reason's metric label.
@@ -106,6 +114,7 @@ type counters struct {
 	groMerged          atomic.Uint64 // inner frames merged into them (worker)
 	gsoSuper           atomic.Uint64 // super-frames read from ports and cut (port reader)
 	gsoSegments        atomic.Uint64 // the frames cut from them (port reader)
+	neighReplies       atomic.Uint64 // ARP requests and solicitations answered (port reader)
 	parse              [packet.NumDropReasons]atomic.Uint64
 	drops              [numDrops]atomic.Uint64
 	_                  [64]byte // keep neighbouring goroutines' counters off this cache line
@@ -133,6 +142,9 @@ type Counters struct {
 	// GSOSuperFrames counts the super-frames read from local ports and cut into
 	// MTU-sized frames for the underlay, and GSOSegments those frames.
 	GSOSuperFrames, GSOSegments uint64
+	// NeighReplies counts the ARP requests and IPv6 neighbour solicitations from local
+	// ports that vxdp answered itself (neigh_suppress) instead of flooding them.
+	NeighReplies uint64
 	// Parse counts frames dropped by the outer or inner header checks, by packet.DropReason.
 	Parse [packet.NumDropReasons]uint64
 	// Drops counts frames dropped by the dataplane, by Drop.
@@ -153,6 +165,7 @@ func (c *Counters) add(o *counters) {
 	c.ReorderWait += o.reorderWaitNanos.Load()
 	c.GROSuperFrames += o.groSuper.Load()
 	c.GROMerged += o.groMerged.Load()
+	c.NeighReplies += o.neighReplies.Load()
 	c.GSOSuperFrames += o.gsoSuper.Load()
 	c.GSOSegments += o.gsoSegments.Load()
 	for i := range o.parse {

@@ -26,9 +26,11 @@ type egress struct {
 	n    *network
 	sock *xsk.Socket
 	c    *counters
-	mtu  int      // the port's MTU: the largest inner IP packet it may send
-	tx   [][]byte // frames encapsulated in this batch, waiting for one Transmit
-	one  [][]byte // a batch of one, for flooding to several remotes
+	mtu  int // the port's MTU: the largest inner IP packet it may send
+	// srcPorts is the outer UDP source port range (config field srcport).
+	srcPorts packet.PortRange
+	tx       [][]byte // frames encapsulated in this batch, waiting for one Transmit
+	one      [][]byte // a batch of one, for flooding to several remotes
 	// With offloads: segs[:used] hold the segments cut from super-frames of this batch,
 	// each behind packet.Headroom bytes for the outer headers, until flush sends them.
 	segs  [][]byte
@@ -45,6 +47,9 @@ type egress struct {
 	zsizes  []int
 	// veth holds what toVeth cuts from super-frames for veth ports; nil until needed.
 	veth *vethScratch
+	// neigh holds the answer to an ARP request or a neighbour solicitation (neigh_suppress),
+	// behind v.room bytes for a plain virtio_net_hdr.
+	neigh []byte
 }
 
 // tapVnetBatch is how many frames a port reader takes per wakeup from a TAP with
@@ -98,10 +103,15 @@ func (v *VTEP) runPort(t *tap, c *counters) {
 func newEgress(v *VTEP, t *tap, c *counters, sock *xsk.Socket) *egress {
 	e := &egress{
 		v: v, t: t, n: t.net, c: c, sock: sock,
-		mtu:   t.port.MTU,
-		one:   make([][]byte, 1),
-		plain: make([][]byte, 1), plainSize: make([]int, 1),
-		tx: make([][]byte, 0, batchSize),
+		mtu:      t.port.MTU,
+		srcPorts: v.cfg.SrcPorts,
+		one:      make([][]byte, 1),
+		plain:    make([][]byte, 1), plainSize: make([]int, 1),
+		tx:    make([][]byte, 0, batchSize),
+		neigh: make([]byte, v.room+packet.NeighReplyLen),
+	}
+	if e.srcPorts == (packet.PortRange{}) {
+		e.srcPorts = packet.DefaultPortRange
 	}
 	if t.vnet {
 		e.segs = make([][]byte, 2*tapGSOMaxSegs)
@@ -209,7 +219,11 @@ func (e *egress) forward(buf []byte, off, size int, hdr offload.VirtioNetHdr, no
 		}
 	}
 	// Broadcast, multicast or unknown unicast: a copy to every other local port, and
-	// head-end replication to every remote VTEP of the VNI.
+	// head-end replication to every remote VTEP of the VNI; but an ARP request or a
+	// neighbour solicitation vxdp can answer goes no further.
+	if n.suppress && e.answerNeighbour(inner) {
+		return
+	}
 	for _, p := range n.ports {
 		if p != e.t {
 			e.toLocal(p, pkt, hdr, size)
@@ -226,7 +240,7 @@ func (e *egress) forward(buf []byte, off, size int, hdr offload.VirtioNetHdr, no
 	// out first (keeping the port's order) and each copy is posted on its own.
 	e.transmit(e.tx)
 	e.tx = e.tx[:0]
-	srcPort := packet.SourcePort(bufs[0][packet.Headroom : packet.Headroom+sizes[0]])
+	srcPort := e.srcPorts.SourcePort(bufs[0][packet.Headroom : packet.Headroom+sizes[0]])
 	for j, seg := range bufs {
 		for i := range n.remotes {
 			frame := e.encap(i, seg, packet.Headroom, sizes[j], srcPort)
@@ -238,6 +252,28 @@ func (e *egress) forward(buf []byte, off, size int, hdr offload.VirtioNetHdr, no
 		}
 	}
 	e.used = 0 // every segment is out
+}
+
+// answerNeighbour answers inner, a frame from this port, for the VNI's neighbour it asks
+// about, if it is an ARP request or a neighbour solicitation for one, and reports whether
+// it did. The answer goes back to this port alone.
+func (e *egress) answerNeighbour(inner []byte) bool {
+	target, ok := packet.NeighRequest(inner)
+	if !ok {
+		return false
+	}
+	for _, nb := range e.n.neighbours {
+		if nb.IP != target {
+			continue
+		}
+		room := e.v.room
+		size := packet.NeighReply(e.neigh[room:], inner, nb.MAC)
+		clear(e.neigh[:room]) // a plain virtio_net_hdr
+		e.c.neighReplies.Add(1)
+		e.toLocal(e.t, e.neigh[:room+size], offload.VirtioNetHdr{}, size)
+		return true
+	}
+	return false
 }
 
 // toLocal writes a frame read from this port to another local port of the VNI.
@@ -267,7 +303,7 @@ func (e *egress) toRemote(buf []byte, off, size int, hdr offload.VirtioNetHdr, r
 	if len(bufs) == 0 {
 		return
 	}
-	srcPort := packet.SourcePort(bufs[0][packet.Headroom : packet.Headroom+sizes[0]])
+	srcPort := e.srcPorts.SourcePort(bufs[0][packet.Headroom : packet.Headroom+sizes[0]])
 	for j, seg := range bufs {
 		if frame := e.encap(i, seg, packet.Headroom, sizes[j], srcPort); frame != nil {
 			e.tx = append(e.tx, frame)

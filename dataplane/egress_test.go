@@ -69,7 +69,8 @@ func newEgressNode(t testing.TB) *egressNode {
 	}
 	r := &remote{index: 0, addr: netip.AddrFrom4([4]byte(testRemote))}
 	n := &network{vni: 42, fdb: table, remotes: []*remote{r}, encaps: make([]encapSlot, 1)}
-	tmpl, err := packet.NewEncap([6]byte(l.Attrs().HardwareAddr), [6]byte{2, 0, 0, 0, 0x0a, 1}, cfg.Local, r.addr, cfg.Port, n.vni, outerTTL)
+	tmpl, err := packet.NewEncapOptions([6]byte(l.Attrs().HardwareAddr), [6]byte{2, 0, 0, 0, 0x0a, 1}, cfg.Local, r.addr, cfg.Port, n.vni,
+		packet.DefaultHeaderOptions)
 	if err != nil {
 		t.Fatal(err)
 	}

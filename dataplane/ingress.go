@@ -272,13 +272,37 @@ func (w *worker) ingress(frame []byte, outer *packet.Outer, now uint32) {
 		v.frameTooBig(DropInnerTooBig, nil, outer.Src, len(inner), n.innerLimit())
 		return
 	}
-	switch n.fdb.Learn(fdb.MACFrom(inner[6:12]), fdb.RemoteVTEP(from.index), now) {
-	case fdb.LearnAdded, fdb.LearnMoved, fdb.LearnEvicted:
-		c.learned.Add(1)
-	case fdb.LearnRejected:
-		// The source MAC is one of our own ports' (static): spoofed or looped.
-		c.drops[DropLocalMAC].Add(1)
-		return
+	// RFC 6040: only an outer CE or ECT(1), the codepoints with bit 0 set, ask for work.
+	if outer.TOS&1 != 0 {
+		if !packet.DecapECN(outer.TOS, inner) {
+			c.drops[DropECN].Add(1)
+			return
+		}
+		// An IPv6 traffic class it changed changes the inner frame's sum (an IPv4
+		// header's checksum makes up for its TOS): the inner checksums are then verified
+		// over the bytes, not from the outer checksum's sum.
+		outer.InnerSumOK = false
+	}
+	if v.noLearning {
+		// Nothing is learned, but a remote still may not claim one of our ports' MACs.
+		if t, ok := n.fdb.Lookup(fdb.MACFrom(inner[6:12])); ok && t.IsLocal() {
+			c.drops[DropLocalMAC].Add(1)
+			return
+		}
+	} else {
+		switch n.fdb.Learn(fdb.MACFrom(inner[6:12]), fdb.RemoteVTEP(from.index), now) {
+		case fdb.LearnAdded, fdb.LearnMoved, fdb.LearnEvicted:
+			c.learned.Add(1)
+		case fdb.LearnRejected:
+			// The source MAC is static elsewhere: one of our own ports' (spoofed or
+			// looped), or a static entry behind another remote (as the kernel, dropped).
+			d := DropLocalMAC
+			if t, ok := n.fdb.Lookup(fdb.MACFrom(inner[6:12])); ok && t.IsRemote() {
+				d = DropStaticMAC
+			}
+			c.drops[d].Add(1)
+			return
+		}
 	}
 	if inner[0]&1 == 0 { // unicast destination
 		if t, ok := n.fdb.Lookup(fdb.MACFrom(inner[0:6])); ok {

@@ -4,11 +4,13 @@ package dataplane
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/google/gopacket"
@@ -41,7 +43,8 @@ func newTestNode(t testing.TB, cfg Config) *testNode {
 	if cfg.FDBMax == 0 {
 		cfg.FDBMax = 64
 	}
-	v := &VTEP{cfg: &cfg, nets: map[uint32]*network{}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	v := &VTEP{cfg: &cfg, nets: map[uint32]*network{}, header: cfg.Header, noLearning: cfg.NoLearning,
+		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	r1 := &remote{index: 0, addr: netip.AddrFrom4([4]byte(testRemote))}
 	r2 := &remote{index: 1, addr: netip.MustParseAddr("192.0.2.3")}
 	v.remotes = []*remote{r1, r2}
@@ -268,6 +271,121 @@ func ingressCases() []ingressCase {
 		{"inner beyond the port's MTU", Config{}, sized(nil, 1450+14+1), dropped(DropInnerTooBig)},
 		{"tagged inner of the port's MTU", vlanOK, sized([]uint16{7}, 1450+18), flood},
 		{"tagged inner beyond the port's MTU", vlanOK, sized([]uint16{7}, 1450+18+1), dropped(DropInnerTooBig)},
+		{"outer CE over a Not-ECT inner packet", Config{}, mod(func(f []byte) []byte { return withECN(f, packet.ECNCE, packet.ECNNotECT) }), dropped(DropECN)},
+		{"outer CE over an ECT(0) inner packet", Config{}, mod(func(f []byte) []byte { return withECN(f, packet.ECNCE, packet.ECNECT0) }), flood},
+		{"outer ECT(1) over a Not-ECT inner packet", Config{}, mod(func(f []byte) []byte { return withECN(f, packet.ECNECT1, packet.ECNNotECT) }), flood},
+	}
+}
+
+// withECN sets the ECN fields of a vxlanFrame's outer and inner IPv4 headers and fixes
+// both header checksums.
+func withECN(f []byte, outer, inner uint8) []byte {
+	f[offIP+1] = f[offIP+1]&^packet.ECNMask | outer
+	f[offInner+14+1] = f[offInner+14+1]&^packet.ECNMask | inner
+	fixIPv4(f[offInner:])
+	return fixIPv4(f)
+}
+
+// TestIngressECN runs every combination of RFC 6040's decapsulation table through the
+// ingress worker: the inner packet delivered carries the table's ECN field (outer CE over
+// ECT gives CE, outer ECT(1) over ECT(0) gives ECT(1)), with a correct IPv4 header
+// checksum, and outer CE over Not-ECT is dropped under ecn_ce_not_ect.
+func TestIngressECN(t *testing.T) {
+	// [inner][outer]: what the container gets, -1 for a drop (Linux's behaviour).
+	table := [4][4]int{
+		{0, 0, 0, -1},
+		{1, 1, 1, 3},
+		{2, 1, 2, 3},
+		{3, 3, 3, 3},
+	}
+	tn := newTestNode(t, Config{})
+	for in := range uint8(4) {
+		for out := range uint8(4) {
+			frame := withECN(vxlanFrame(t, 42, innerFrame(t, nil, 53, 100)), out, in)
+			before, after, got := tn.receive(frame)
+			want := table[in][out]
+			if want < 0 {
+				if len(got) != 0 || after.Drops[DropECN]-before.Drops[DropECN] != 1 {
+					t.Errorf("inner %d outer %d: %d deliveries, ecn drops +%d; want a drop", in, out, len(got), after.Drops[DropECN]-before.Drops[DropECN])
+				}
+				continue
+			}
+			if len(got) != 1 {
+				t.Fatalf("inner %d outer %d: %d deliveries", in, out, len(got))
+			}
+			ip := got[0].pkt[14:34]
+			if ip[1]&packet.ECNMask != uint8(want) || packet.Checksum(ip, 0) != 0 {
+				t.Errorf("inner %d outer %d: delivered ecn %d (checksum verifies: %v), want %d", in, out, ip[1]&packet.ECNMask, packet.Checksum(ip, 0) == 0, want)
+			}
+		}
+	}
+}
+
+// TestIngressNoLearning: with learning off nothing a remote sends is learned, its frames
+// for unknown MACs are flooded to the ports, and a remote still cannot claim a port's MAC.
+func TestIngressNoLearning(t *testing.T) {
+	tn := newTestNode(t, Config{NoLearning: true})
+	frame := vxlanFrame(t, 42, innerFrame(t, nil, 53, 100))
+	before, after, out := tn.receive(frame)
+	if len(out) != 1 || after.Learned != before.Learned || tn.n42.fdb.Len() != 1 {
+		t.Errorf("%d deliveries, learned +%d, fdb %d entries; want 1, 0, 1 (the port's)", len(out), after.Learned-before.Learned, tn.n42.fdb.Len())
+	}
+	if _, ok := tn.n42.fdb.Lookup(fdb.MACFrom(testInnerSrc)); ok {
+		t.Error("the remote's source MAC was learned")
+	}
+	spoof := withInnerSrc(vxlanFrame(t, 42, innerFrame(t, nil, 53, 100)), testPortMAC)
+	before, after, out = tn.receive(spoof)
+	if len(out) != 0 || after.Drops[DropLocalMAC]-before.Drops[DropLocalMAC] != 1 {
+		t.Errorf("a port's MAC from a remote: %d deliveries, local_mac_from_remote +%d", len(out), after.Drops[DropLocalMAC]-before.Drops[DropLocalMAC])
+	}
+}
+
+// TestApplyEntries: static entries are set behind their remote, marked static, survive
+// learning and ageing, never take a port's MAC, and leave when the config drops them.
+func TestApplyEntries(t *testing.T) {
+	tn := newTestNode(t, Config{})
+	n, r := tn.n42, tn.v.remotes[0]
+	macA, macB := [6]byte{2, 0xaa, 0, 0, 0, 1}, [6]byte{2, 0xaa, 0, 0, 0, 2}
+	nc := Network{VNI: 42, Remotes: []netip.Addr{r.addr},
+		FDB:        []StaticEntry{{macA, r.addr}, {macB, r.addr}},
+		Neighbours: []Neighbour{{netip.MustParseAddr("10.42.0.1"), macA}}, NeighSuppress: true}
+	// A learned entry of macB first: the static entry replaces it.
+	if n.fdb.Learn(fdb.MACFrom(macB[:]), fdb.LocalPort(0), 1) != fdb.LearnAdded {
+		t.Fatal("learn")
+	}
+	if err := tn.v.applyEntriesLocked(n, nc); err != nil {
+		t.Fatal(err)
+	}
+	static := func() map[[6]byte]fdb.Target {
+		m := map[[6]byte]fdb.Target{}
+		n.fdb.Entries(func(e fdb.Entry) bool {
+			if e.Static {
+				m[[6]byte(e.MAC[:])] = e.To
+			}
+			return true
+		})
+		return m
+	}
+	if s := static(); s[macA] != fdb.RemoteVTEP(r.index) || s[macB] != fdb.RemoteVTEP(r.index) || len(s) != 3 {
+		t.Fatalf("static entries %v", s)
+	}
+	if n.fdb.Learn(fdb.MACFrom(macA[:]), fdb.LocalPort(0), 2) != fdb.LearnRejected || n.fdb.Expire(1<<20) != 0 {
+		t.Error("a static entry moved or aged")
+	}
+	if !n.suppress || len(n.neighbours) != 1 {
+		t.Errorf("neighbours %v, suppress %v", n.neighbours, n.suppress)
+	}
+	// The config drops macB and names a port's MAC: macB goes, the port's entry stays.
+	nc.FDB = []StaticEntry{{macA, r.addr}, {tn.port42.mac, r.addr}}
+	nc.NeighSuppress = false
+	if err := tn.v.applyEntriesLocked(n, nc); err == nil {
+		t.Error("a static entry on a port's MAC was accepted")
+	}
+	if s := static(); s[macA] != fdb.RemoteVTEP(r.index) || s[tn.port42.mac] != fdb.LocalPort(0) || len(s) != 2 {
+		t.Fatalf("static entries after the change %v", s)
+	}
+	if _, ok := n.fdb.Lookup(fdb.MACFrom(macB[:])); ok || n.suppress {
+		t.Errorf("macB still there, or suppression still on")
 	}
 }
 
@@ -418,4 +536,61 @@ func FuzzIngress(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkIngressWorker measures one ingress worker's work on a VXLAN frame of the
+// underlay's MTU from a known remote to the VNI's local port (parse, checks, learn,
+// look up, queue for the port); -benchmem shows it allocates nothing.
+func BenchmarkIngressWorker(b *testing.B) {
+	tn := newTestNode(b, Config{})
+	inner := innerFrame(b, nil, 53, 1450-20-8)
+	copy(inner[0:6], testPortMAC)
+	frame := vxlanFrame(b, 42, inner)
+	var o packet.Outer
+	b.ReportAllocs()
+	b.SetBytes(int64(len(frame)))
+	for b.Loop() {
+		tn.mf.out = tn.mf.out[:0]
+		tn.w.ingress(frame, &o, 1)
+	}
+	if len(tn.mf.out) != 1 {
+		b.Fatalf("%d deliveries, want 1", len(tn.mf.out))
+	}
+}
+
+// TestReloadable: ttl, tos, df and learning reload, as on the kernel's vxlan; ttl to or from
+// inherit, udp_checksum, srcport and the other top-level fields do not, and the refusal names
+// them as the config file does.
+func TestReloadable(t *testing.T) {
+	base, err := ParseConfig(strings.NewReader(minimalConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		yaml, refused string
+	}{
+		{"ttl: 9\ntos: inherit\ndf: inherit\nlearning: false\n", ""},
+		{"tos: 0x88\ndf: set\n", ""},
+		{"ttl: inherit\n", "ttl to or from inherit"},
+		{"udp_checksum: true\n", "udp_checksum"},
+		{"srcport: [1000, 2000]\n", "srcport"},
+		{"fdb_max: 10\nworkers: 1\n", "fdb_max workers"},
+	} {
+		c, err := ParseConfig(strings.NewReader(tc.yaml + minimalConfig))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Workers = base.Workers
+		if strings.Contains(tc.yaml, "workers") {
+			c.Workers = base.Workers + 1
+		}
+		v := &VTEP{cfg: base}
+		err = v.reloadable(c)
+		switch {
+		case tc.refused == "" && err != nil:
+			t.Errorf("%q refused: %v", tc.yaml, err)
+		case tc.refused != "" && (!errors.Is(err, ErrReload) || !strings.Contains(err.Error(), "["+tc.refused+"]")):
+			t.Errorf("%q: %v, want a refusal naming [%s]", tc.yaml, err, tc.refused)
+		}
+	}
 }

@@ -75,7 +75,7 @@ func (v *VTEP) storeEncaps(r *remote, mac [6]byte) {
 			if nr != r {
 				continue
 			}
-			tmpl, err := packet.NewEncap(v.srcMAC, mac, v.cfg.Local, r.addr, v.cfg.Port, n.vni, outerTTL)
+			tmpl, err := packet.NewEncapOptions(v.srcMAC, mac, v.cfg.Local, r.addr, v.cfg.Port, n.vni, v.header)
 			if err != nil {
 				v.log.Error("build outer header", "remote", r.addr, "vni", n.vni, "err", err)
 				continue

@@ -11,14 +11,16 @@ import (
 
 	"github.com/vxdp/vxdp/bpf"
 	"github.com/vxdp/vxdp/dataplane/fdb"
+	"github.com/vxdp/vxdp/dataplane/packet"
 )
 
 // ErrReload marks a config that Reload cannot apply to a running VTEP: it changes a field
 // only a restart can change. Nothing was changed.
 var ErrReload = errors.New("config change needs a restart")
 
-// Reload applies cfg to the running VTEP: its VNIs, their remote VTEPs and their local
-// ports. Ports that are in both configs, identical, keep their device, their reader and
+// Reload applies cfg to the running VTEP: its VNIs, their remote VTEPs, their local
+// ports, static FDB entries and neighbours, the outer headers' ttl, tos and df, and
+// learning (what the kernel's vxlan changes on a live device). Ports that are in both configs, identical, keep their device, their reader and
 // their traffic; remotes that stay keep their resolved next hop. A remote that leaves a
 // VNI takes the FDB entries behind it along, and so does a port; a port that leaves is
 // removed from the node, whatever ports_on_exit says, and a port that comes is opened (or
@@ -84,7 +86,16 @@ func (v *VTEP) Reload(cfg *Config) error {
 				errs = append(errs, err)
 			}
 		}
+		if err := v.applyEntriesLocked(n, nc); err != nil {
+			errs = append(errs, fmt.Errorf("reload: %w", err))
+		}
 	}
+	if v.header != cfg.Header || v.noLearning != cfg.NoLearning {
+		v.log.Info("reload: outer headers and learning", "ttl", cfg.Header.TTL, "tos", cfg.Header.TOS,
+			"tos_inherit", cfg.Header.TOSInherit, "df", cfg.Header.DF, "learning", !cfg.NoLearning)
+	}
+	// The templates are rebuilt with the new header by the resolver (resolveAll, below).
+	v.header, v.noLearning = cfg.Header, cfg.NoLearning
 	for _, r := range v.remotes {
 		if !r.gone {
 			bc.Remotes = append(bc.Remotes, r.addr)
@@ -108,21 +119,44 @@ func (v *VTEP) Reload(cfg *Config) error {
 func (v *VTEP) reloadable(cfg *Config) error {
 	a, b := *v.cfg, *cfg
 	a.Networks, b.Networks = nil, nil
-	if reflect.DeepEqual(a, b) {
+	// Reloadable: ttl, tos, df and learning, as on the kernel's vxlan. Not: ttl to or from
+	// inherit, udp_checksum and srcport ("cannot change TTL_INHERIT flag", "Cannot change
+	// UDP_CSUM flag", "Cannot change port range").
+	var fields []string
+	if a.Header.UDPChecksum != b.Header.UDPChecksum {
+		fields = append(fields, "udp_checksum")
+	}
+	if (a.Header.TTL == 0) != (b.Header.TTL == 0) {
+		fields = append(fields, "ttl to or from inherit")
+	}
+	a.Header, b.Header = packet.HeaderOptions{}, packet.HeaderOptions{}
+	a.NoLearning, b.NoLearning = false, false
+	if len(fields) == 0 && reflect.DeepEqual(a, b) {
 		if needsMultiBuffer(cfg) && !v.multiBuffer {
 			return fmt.Errorf("%w: a port mtu of %d needs multi-buffer af_xdp sockets, which vxdp opens at start only when a port needs them (largest port mtu without: %d)",
 				ErrReload, maxPortMTU(cfg), singleBufferMTU(cfg))
 		}
 		return nil
 	}
-	var fields []string
 	ta, va, vb := reflect.TypeOf(a), reflect.ValueOf(a), reflect.ValueOf(b)
 	for i := range ta.NumField() {
 		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
-			fields = append(fields, ta.Field(i).Name)
+			name := ta.Field(i).Name
+			if f, ok := configFields[name]; ok {
+				name = f
+			}
+			fields = append(fields, name)
 		}
 	}
-	return fmt.Errorf("%w: %v changed; only networks (VNIs, remotes, ports) reload", ErrReload, fields)
+	return fmt.Errorf("%w: %v changed; only networks (VNIs, remotes, ports, fdb, neighbours), ttl (but to or from inherit), tos, df and learning reload", ErrReload, fields)
+}
+
+// configFields names Config's fields as the config file does, for reloadable's refusal.
+var configFields = map[string]string{
+	"Underlay": "underlay", "Local": "local", "Port": "port", "FDBMax": "fdb_max", "FDBAgeing": "fdb_ageing",
+	"Workers": "workers", "MicroFlow": "microflow", "Offload": "offload", "Admin": "admin",
+	"KeepPorts": "ports_on_exit", "VXLANReservedIgnored": "vxlan_reserved_bits", "InnerVLAN": "inner_vlan",
+	"SrcPorts": "srcport",
 }
 
 // findNetwork returns the VNI vni of cfg, or nil.

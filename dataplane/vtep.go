@@ -32,8 +32,6 @@ const (
 	umemFrames = 2 * ringSize
 	// txFrames of each socket's UMEM are kept for egress.
 	txFrames = ringSize / 2
-	// outerTTL is the outer IP TTL (hop limit) of encapsulated frames, as the kernel's vxlan.
-	outerTTL = 64
 	// neighbourPeriod is how often next hops are looked up and refreshed in the kernel's
 	// neighbour table; our frames bypass the kernel, so it would otherwise let them go stale.
 	neighbourPeriod = time.Second
@@ -71,6 +69,9 @@ type VTEP struct {
 	// outer header template, remotes having moved between VNIs.
 	reloadMu   sync.Mutex
 	resolveAll atomic.Bool
+	// header and noLearning are cfg.Header and cfg.NoLearning as a Reload left them; v.mu.
+	header     packet.HeaderOptions
+	noLearning bool
 
 	remotes   []*remote // every remote VTEP, indexed by its fdb.RemoteVTEP index
 	clock     *fdb.Clock
@@ -105,6 +106,11 @@ type network struct {
 	// encaps[i] holds the outer header template toward remotes[i]; nil until the next
 	// hop's MAC is resolved, replaced when it changes.
 	encaps []encapSlot
+	// static are the MAC addresses of the configured static entries set in fdb
+	// (applyEntriesLocked); neighbours answer ARP and NS when suppress is on.
+	static     [][6]byte
+	neighbours []Neighbour
+	suppress   bool
 }
 
 // remote is a remote VTEP.
@@ -147,7 +153,8 @@ func New(cfg *Config, log *slog.Logger) (*VTEP, error) {
 			}
 		}
 	}
-	v := &VTEP{cfg: cfg, log: log, underlay: link, resolve: make(chan struct{}, 1), multiBuffer: needsMultiBuffer(cfg)}
+	v := &VTEP{cfg: cfg, log: log, underlay: link, resolve: make(chan struct{}, 1), multiBuffer: needsMultiBuffer(cfg),
+		header: cfg.Header, noLearning: cfg.NoLearning}
 	if cfg.Offload {
 		v.room = offload.HdrLen
 	}
@@ -273,6 +280,11 @@ func (v *VTEP) setup() error {
 			if err := n.fdb.Static(fdb.MACFrom(t.mac[:]), fdb.LocalPort(t.index)); err != nil {
 				return fmt.Errorf("fdb of vni %d: port %s: %w", n.vni, p.dev(), err)
 			}
+		}
+	}
+	for _, nc := range v.cfg.Networks {
+		if err := v.applyEntriesLocked(v.nets[nc.VNI], nc); err != nil {
+			return err
 		}
 	}
 	v.portCnt = make([]*counters, len(v.ports))

@@ -169,7 +169,7 @@ func echoRequest(b []byte, id, seq uint16) {
 	for i := 8; i < len(b); i++ {
 		b[i] = byte(int(seq)*7 + i)
 	}
-	binary.BigEndian.PutUint16(b[2:], ^onesSum(b))
+	binary.BigEndian.PutUint16(b[2:], ^onesSum(b, 0))
 }
 
 // echoReplyOf checks an IPv4 packet from a raw ICMP socket: an intact echo reply from src
@@ -184,7 +184,7 @@ func echoReplyOf(pkt []byte, id uint16, src net.IP) (int, bool) {
 		return 0, false
 	}
 	m := pkt[hl:]
-	if m[0] != 0 || m[1] != 0 || onesSum(m) != 0xffff || binary.BigEndian.Uint16(m[4:]) != id {
+	if m[0] != 0 || m[1] != 0 || onesSum(m, 0) != 0xffff || binary.BigEndian.Uint16(m[4:]) != id {
 		return 0, false
 	}
 	seq := int(binary.BigEndian.Uint16(m[6:]))
@@ -197,22 +197,6 @@ func echoReplyOf(pkt []byte, id uint16, src net.IP) (int, bool) {
 		}
 	}
 	return seq, true
-}
-
-// onesSum is the folded 16-bit one's complement sum of b.
-func onesSum(b []byte) uint16 {
-	var s uint32
-	for len(b) >= 2 {
-		s += uint32(b[0])<<8 | uint32(b[1])
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		s += uint32(b[0]) << 8
-	}
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	return uint16(s)
 }
 
 // udpDF sends n UDP datagrams of size bytes with DF set from the container of side s to

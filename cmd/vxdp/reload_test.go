@@ -67,7 +67,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 			t.Fatal(err)
 		}
 		err := v.Reload(ctx)
-		if err == nil || !strings.Contains(err.Error(), "MicroFlow") {
+		if err == nil || !strings.Contains(err.Error(), "[microflow]") {
 			t.Fatalf("reload with a new microflow: %v, want a refusal naming it", err)
 		}
 	})

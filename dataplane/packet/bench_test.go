@@ -1,6 +1,7 @@
 package packet
 
 import (
+	"fmt"
 	"strconv"
 	"testing"
 )
@@ -144,6 +145,17 @@ func BenchmarkSourcePort(b *testing.B) {
 			}
 			_ = sink
 		})
+		// What egress calls: the default range, and a range of its own.
+		for _, r := range []PortRange{DefaultPortRange, {40000, 40015}} {
+			b.Run(fmt.Sprintf("%s-range-%d-%d", name, r.Min, r.Max), func(b *testing.B) {
+				b.ReportAllocs()
+				var sink uint16
+				for b.Loop() {
+					sink += r.SourcePort(inner)
+				}
+				_ = sink
+			})
+		}
 	}
 }
 

@@ -77,6 +77,8 @@ var (
 	gsoSuperFrames = desc("offload", "gso_super_frames_total", "TSO/USO super-frames read from local ports and cut into MTU-sized frames.")
 	gsoSegments    = desc("offload", "gso_segments_total", "MTU-sized frames cut from the GSO super-frames.")
 
+	neighReplies = desc("neigh", "replies_total", "ARP requests and IPv6 neighbour solicitations from local ports vxdp answered itself (neigh_suppress) instead of flooding them.")
+
 	workerMicroflows = desc("worker", "microflows_total", "Micro-flows an ingress worker processed.", "worker")
 
 	reorderWait = desc("reorder", "wait_seconds", "How long a finished micro-flow waited in the reorder stage for an earlier one of its queue.")
@@ -124,7 +126,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		parseDrops, dataplaneDrops, xdpRedirected, xdpPassed, xdpDrops,
 		queueDelivered, queueDeliveredBytes,
 		xskReceived, xskTransmitted, xskCompleted, xskErrors, xskFillEmpty, xskTxEmpty, xskKicks,
-		groSuperFrames, groMerged, gsoSuperFrames, gsoSegments,
+		groSuperFrames, groMerged, gsoSuperFrames, gsoSegments, neighReplies,
 		workerMicroflows, reorderWait, fdbEntries, fdbMax, fdbEvents,
 	} {
 		ch <- d
@@ -168,6 +170,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(groMerged, k.GROMerged)
 	counter(gsoSuperFrames, k.GSOSuperFrames)
 	counter(gsoSegments, k.GSOSegments)
+	counter(neighReplies, k.NeighReplies)
 	for _, p := range s.Ports {
 		counter(portRead, p.Read, p.Name)
 		counter(portReadBytes, p.ReadBytes, p.Name)

@@ -170,7 +170,8 @@ type FDBEntry struct {
 	Port string `json:"port,omitempty"`
 	// Remote is the address of the remote VTEP the address lives behind.
 	Remote string `json:"remote,omitempty"`
-	// Static is true for a local port's own address, which never ages.
+	// Static is true for an entry that never ages: a local port's own address, or a static
+	// entry of the config (networks[].fdb).
 	Static bool `json:"static"`
 	// AgeSeconds is the time since a frame from the address was last seen (0 when static).
 	AgeSeconds float64 `json:"age_seconds"`
