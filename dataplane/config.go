@@ -82,6 +82,9 @@ type Config struct {
 	// InnerVLAN accepts inner frames with an 802.1Q/802.1ad tag, from remote VTEPs and from
 	// local ports; by default they are dropped (config field inner_vlan).
 	InnerVLAN bool
+	// Cluster is the cluster section, nil without one: the node then runs on this
+	// file's remotes alone.
+	Cluster *Cluster
 	// Networks are the VNIs this node carries.
 	Networks []Network
 }
@@ -134,6 +137,8 @@ type fileConfig struct {
 	// What the VTEP accepts from the underlay and its ports (checks.go).
 	VXLANReservedBits string `yaml:"vxlan_reserved_bits"`
 	InnerVLAN         string `yaml:"inner_vlan"`
+
+	Cluster *fileCluster `yaml:"cluster"`
 }
 
 type fileNetwork struct {
@@ -265,6 +270,11 @@ func (fc *fileConfig) validate() (*Config, error) {
 	if err := fc.validateChecks(c); err != nil {
 		return nil, err
 	}
+	if fc.Cluster != nil {
+		if c.Cluster, err = fc.Cluster.validate(); err != nil {
+			return nil, err
+		}
+	}
 	if len(fc.Networks) == 0 {
 		return nil, fieldError("networks", "is required: at least one VNI")
 	}
@@ -354,7 +364,8 @@ func (fc *fileConfig) validate() (*Config, error) {
 			}
 			n.Ports = append(n.Ports, p)
 		}
-		if len(n.Remotes) == 0 && len(n.Ports) == 0 {
+		// In a cluster the remotes come from the other members.
+		if len(n.Remotes) == 0 && len(n.Ports) == 0 && c.Cluster == nil {
 			return nil, fieldError(at, "VNI %d has neither remotes nor ports", n.VNI)
 		}
 		c.Networks = append(c.Networks, n)

@@ -153,6 +153,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add("underlay: [a]\n")
 	f.Add("networks: {vni: 1}\n")
 	f.Add("local: 1.2.3.4\nport: -1\n")
+	f.Add("underlay: eth0\nlocal: 192.168.77.2\ncluster: {etcd: [\"http://10.0.0.1:2379\"], node: a, lease_ttl: 3s}\nnetworks: [{vni: 1}]\n")
 	f.Fuzz(func(t *testing.T, yaml string) {
 		c, err := ParseConfig(strings.NewReader(yaml))
 		if err != nil {
@@ -226,5 +227,54 @@ func TestParseConfigVeth(t *testing.T) {
 	}
 	if tp := c.Networks[0].Ports[0]; tp.dev() != "vxp0" || tp.name() != "eth0" {
 		t.Errorf("tap port names: %q/%q", tp.dev(), tp.name())
+	}
+}
+
+// TestParseConfigCluster checks the cluster section: its defaults, a VNI without remotes
+// or ports (its remotes come from etcd), and the errors that name its fields.
+func TestParseConfigCluster(t *testing.T) {
+	c, err := ParseConfig(strings.NewReader(`
+underlay: eth0
+local: 192.168.77.2
+cluster:
+  etcd: [http://10.0.0.1:2379, https://etcd.example:2379]
+  node: node-b
+networks:
+  - vni: 42
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Cluster{Etcd: []string{"http://10.0.0.1:2379", "https://etcd.example:2379"}, Node: "node-b",
+		Prefix: DefaultClusterPrefix, LeaseTTL: DefaultLeaseTTL}
+	if c.Cluster == nil || c.Cluster.Node != want.Node || c.Cluster.Prefix != want.Prefix ||
+		c.Cluster.LeaseTTL != want.LeaseTTL || len(c.Cluster.Etcd) != 2 {
+		t.Fatalf("cluster %+v, want %+v", c.Cluster, want)
+	}
+	c, err = ParseConfig(strings.NewReader("underlay: eth0\nlocal: 192.168.77.2\ncluster: {etcd: [\"http://[::1]:2379\"], prefix: /a/b, lease_ttl: 3s}\nnetworks: [{vni: 1}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Cluster.Prefix != "/a/b" || c.Cluster.LeaseTTL != 3*time.Second || c.Cluster.Node == "" {
+		t.Fatalf("cluster %+v, want prefix /a/b, lease_ttl 3s and the hostname as node", c.Cluster)
+	}
+	for _, tc := range []struct{ cluster, field string }{
+		{"{}", "cluster.etcd"},
+		{"{etcd: [10.0.0.1:2379]}", "cluster.etcd[0]"},
+		{"{etcd: [\"http://10.0.0.1\"]}", "cluster.etcd[0]"},
+		{"{etcd: [\"http://10.0.0.1:2379\"], node: \"a/b\"}", "cluster.node"},
+		{"{etcd: [\"http://10.0.0.1:2379\"], prefix: vxdp}", "cluster.prefix"},
+		{"{etcd: [\"http://10.0.0.1:2379\"], prefix: /vxdp/}", "cluster.prefix"},
+		{"{etcd: [\"http://10.0.0.1:2379\"], lease_ttl: 1s}", "cluster.lease_ttl"},
+		{"{etcd: [\"http://10.0.0.1:2379\"], lease_ttl: 2500ms}", "cluster.lease_ttl"},
+		{"{etcd: [\"http://10.0.0.1:2379\"], leasettl: 3s}", "leasettl"},
+	} {
+		_, err := ParseConfig(strings.NewReader("underlay: eth0\nlocal: 192.168.77.2\ncluster: " + tc.cluster + "\nnetworks: [{vni: 1}]\n"))
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.field) {
+			t.Errorf("cluster %s: %v, want a config error naming %s", tc.cluster, err, tc.field)
+		}
+	}
+	if _, err := ParseConfig(strings.NewReader("underlay: eth0\nlocal: 192.168.77.2\nnetworks: [{vni: 1}]\n")); err == nil {
+		t.Error("a VNI with neither remotes nor ports accepted without a cluster")
 	}
 }

@@ -24,10 +24,10 @@ import (
 )
 
 // reloadOnHangup reloads the config on every SIGHUP until ctx ends: load reads the file
-// again (with the command line's overrides) and vtep.Reload applies what may change while
-// running. A config that does not load or does not apply is logged and the running one
+// again (with the command line's overrides) and apply applies what may change while
+// running (vtep.Reload, with the cluster's remotes merged in). A config that does not load or does not apply is logged and the running one
 // stays. The returned channel is closed once no reload is in progress any more.
-func reloadOnHangup(ctx context.Context, vtep *dataplane.VTEP, log *slog.Logger, load func() (*dataplane.Config, error)) <-chan struct{} {
+func reloadOnHangup(ctx context.Context, apply func(*dataplane.Config) error, log *slog.Logger, load func() (*dataplane.Config, error)) <-chan struct{} {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	done := make(chan struct{})
@@ -45,7 +45,7 @@ func reloadOnHangup(ctx context.Context, vtep *dataplane.VTEP, log *slog.Logger,
 				log.Error("reload: config not loaded; the running one stays", "err", err)
 				continue
 			}
-			if err := vtep.Reload(cfg); err != nil {
+			if err := apply(cfg); err != nil {
 				log.Error("reload", "err", err)
 				continue
 			}
@@ -170,7 +170,15 @@ func cmdRun(args []string, stderr io.Writer) int {
 		log.Error("second signal: exiting without teardown")
 		os.Exit(exitFailure)
 	}()
-	reloads := reloadOnHangup(ctx, vtep, log, func() (*dataplane.Config, error) {
+	nets := &networks{vtep: vtep, log: log, file: cfg}
+	var left <-chan struct{}
+	if cfg.Cluster != nil {
+		if left, err = startCluster(ctx, nets, cfg); err != nil {
+			log.Error("join cluster", "err", err)
+			return exitUsage
+		}
+	}
+	reloads := reloadOnHangup(ctx, nets.reloadFile, log, func() (*dataplane.Config, error) {
 		cfg, err := dataplane.LoadConfig(*path)
 		if err != nil {
 			return nil, err
@@ -179,6 +187,9 @@ func cmdRun(args []string, stderr io.Writer) int {
 	})
 	err = vtep.Run(ctx)
 	<-reloads
+	if cfg.Cluster != nil {
+		<-left
+	}
 	c := vtep.Counters()
 	log.Info("counters", "rx_packets", c.RxPackets, "tx_packets", c.TxPackets,
 		"delivered", c.Delivered, "from_ports", c.FromPorts, "learned", c.Learned,

@@ -1,0 +1,119 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/vxdp/vxdp/cluster"
+	"github.com/vxdp/vxdp/dataplane"
+)
+
+// networks merges the two sources of the running networks, the config file and the
+// cluster's view, and applies the result with the reload that SIGHUP uses: a VNI's remotes
+// are those of the file and those the other members that carry the VNI have.
+type networks struct {
+	vtep *dataplane.VTEP
+	log  *slog.Logger
+
+	// mu makes the two sources apply one at a time, each on the other's latest.
+	mu   sync.Mutex
+	file *dataplane.Config
+	view cluster.View
+	node *cluster.Node // nil without a cluster section
+}
+
+// merged returns the file's config with the cluster's remotes added to each VNI.
+func (n *networks) merged() *dataplane.Config {
+	cfg := *n.file
+	cfg.Networks = slices.Clone(cfg.Networks)
+	remotes := n.view.Remotes(cfg.Local, vnis(&cfg))
+	for i := range cfg.Networks {
+		nc := &cfg.Networks[i]
+		all := slices.Concat(nc.Remotes, remotes[nc.VNI])
+		slices.SortFunc(all, netip.Addr.Compare)
+		nc.Remotes = slices.Compact(all)
+	}
+	return &cfg
+}
+
+// reloadFile applies a config file read again (SIGHUP).
+func (n *networks) reloadFile(cfg *dataplane.Config) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	old := n.file
+	n.file = cfg
+	if err := n.vtep.Reload(n.merged()); err != nil {
+		n.file = old
+		return err
+	}
+	if n.node != nil {
+		n.node.SetVNIs(vnis(cfg))
+	}
+	return nil
+}
+
+// applyView applies a new view of the cluster.
+func (n *networks) applyView(v cluster.View) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.view = v
+	if n.vtep.State() != dataplane.StateRunning {
+		return // stopping: nothing to apply to
+	}
+	if err := n.vtep.Reload(n.merged()); err != nil {
+		n.log.Error("cluster: apply the view", "err", err)
+	}
+}
+
+// vnis returns the VNIs of cfg.
+func vnis(cfg *dataplane.Config) []uint32 {
+	out := make([]uint32, len(cfg.Networks))
+	for i, nc := range cfg.Networks {
+		out[i] = nc.VNI
+	}
+	return out
+}
+
+// runningPoll is how often startCluster looks whether the dataplane runs yet.
+const runningPoll = 20 * time.Millisecond
+
+// startCluster joins the cluster once the dataplane carries traffic (peers send to a
+// node as soon as it is listed) and follows it until ctx is done; the returned channel is
+// closed when the node has left (its lease revoked, or given up on).
+func startCluster(ctx context.Context, n *networks, cfg *dataplane.Config) (<-chan struct{}, error) {
+	c := cfg.Cluster
+	node, err := cluster.New(cluster.Options{
+		Endpoints: c.Etcd, Name: c.Node, Prefix: c.Prefix, LeaseTTL: c.LeaseTTL,
+		VTEP: cfg.Local, VNIs: vnis(cfg), Log: n.log, Apply: n.applyView,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	n.node = node
+	n.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(runningPoll)
+		defer tick.Stop()
+		for n.vtep.State() != dataplane.StateRunning {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			if n.vtep.State() >= dataplane.StateStopping {
+				return
+			}
+		}
+		node.Run(ctx)
+	}()
+	return done, nil
+}
