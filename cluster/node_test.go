@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -20,14 +21,17 @@ import (
 )
 
 // startEtcd runs a real etcd server (Debian's etcd-server, 3.4) on the loopback for the
-// test, with a data directory and ports of its own, stopped and removed at the end. On the
-// CI machine, which runs as root and installs etcd-server (deps/packages), it never skips.
+// test, with a data directory and ports of its own, stopped and removed at the end. As
+// root (CI, which installs etcd-server from deps/packages) a missing etcd fails the test.
 func startEtcd(t *testing.T) *topo.Etcd {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts an etcd server")
 	}
 	if _, err := exec.LookPath(topo.EtcdBinary); err != nil {
+		if os.Geteuid() == 0 {
+			t.Fatalf("no etcd server on PATH (Debian package etcd-server; make test installs it): %v", err)
+		}
 		t.Skipf("no etcd server on PATH (Debian package etcd-server): %v", err)
 	}
 	e, err := topo.StartEtcd(context.Background(), nil, netip.MustParseAddr("127.0.0.1"))
