@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -481,7 +482,8 @@ func (n *Node) watch(ctx context.Context, dir string, st *State, publish func())
 	}
 }
 
-// logChanges logs the members that joined, changed or left between two views.
+// logChanges logs the members that joined, changed or left between two views, and the
+// endpoints that came or went.
 func (n *Node) logChanges(old, cur View) {
 	byName := map[string]Member{}
 	for _, m := range old.Members {
@@ -499,5 +501,15 @@ func (n *Node) logChanges(old, cur View) {
 	}
 	for _, m := range byName {
 		n.log.Info("cluster: member left", "member", m.Name, "vtep", m.VTEP)
+	}
+	for _, e := range old.Endpoints {
+		if _, ok := slices.BinarySearchFunc(cur.Endpoints, e, compareEndpoints); !ok {
+			n.log.Info("cluster: endpoint removed", "member", e.Node, "vni", e.VNI, "mac", net.HardwareAddr(e.MAC[:]).String())
+		}
+	}
+	for _, e := range cur.Endpoints {
+		if _, ok := slices.BinarySearchFunc(old.Endpoints, e, compareEndpoints); !ok {
+			n.log.Info("cluster: endpoint added", "member", e.Node, "vni", e.VNI, "mac", net.HardwareAddr(e.MAC[:]).String(), "ip", e.IP)
+		}
 	}
 }

@@ -85,6 +85,9 @@ type Config struct {
 	// Cluster is the cluster section, nil without one: the node then runs on this
 	// file's remotes alone.
 	Cluster *Cluster
+	// API is the path of the API socket the CNI plugin talks to; "" turns it off. Its
+	// default is DefaultAPI with a cluster section, off without one.
+	API string
 	// Networks are the VNIs this node carries.
 	Networks []Network
 }
@@ -139,6 +142,7 @@ type fileConfig struct {
 	InnerVLAN         string `yaml:"inner_vlan"`
 
 	Cluster *fileCluster `yaml:"cluster"`
+	API     *string      `yaml:"api"`
 }
 
 type fileNetwork struct {
@@ -274,6 +278,13 @@ func (fc *fileConfig) validate() (*Config, error) {
 		if c.Cluster, err = fc.Cluster.validate(); err != nil {
 			return nil, err
 		}
+		c.API = DefaultAPI
+	}
+	if fc.API != nil {
+		if *fc.API != "" && (!strings.HasPrefix(*fc.API, "/") || strings.HasSuffix(*fc.API, "/") || len(*fc.API) > 100) {
+			return nil, fieldError("api", "%q is not an absolute path of at most 100 bytes (a unix socket's limit)", *fc.API)
+		}
+		c.API = *fc.API
 	}
 	if len(fc.Networks) == 0 {
 		return nil, fieldError("networks", "is required: at least one VNI")

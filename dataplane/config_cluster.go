@@ -20,6 +20,8 @@ const (
 	// lingers for longer than anyone would wait.
 	MinLeaseTTL = 2 * time.Second
 	MaxLeaseTTL = time.Hour
+	// DefaultAPI is the API socket's path in cluster mode: where the CNI plugin finds vxdp.
+	DefaultAPI = "/run/vxdp/vxdp.sock"
 )
 
 // Cluster is the config file's cluster section: with it, vxdp registers this node in etcd

@@ -255,6 +255,9 @@ networks:
 	if err != nil {
 		t.Fatal(err)
 	}
+	if c.API != DefaultAPI {
+		t.Fatalf("api %q in cluster mode, want the default %q", c.API, DefaultAPI)
+	}
 	if c.Cluster.Prefix != "/a/b" || c.Cluster.LeaseTTL != 3*time.Second || c.Cluster.Node == "" {
 		t.Fatalf("cluster %+v, want prefix /a/b, lease_ttl 3s and the hostname as node", c.Cluster)
 	}
@@ -273,6 +276,12 @@ networks:
 		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.field) {
 			t.Errorf("cluster %s: %v, want a config error naming %s", tc.cluster, err, tc.field)
 		}
+	}
+	if c, err := ParseConfig(strings.NewReader("underlay: eth0\nlocal: 192.168.77.2\napi: /tmp/x.sock\nnetworks: [{vni: 1, remotes: [192.168.77.1]}]\n")); err != nil || c.API != "/tmp/x.sock" {
+		t.Errorf("api: /tmp/x.sock gives %v, %v", c, err)
+	}
+	if _, err := ParseConfig(strings.NewReader("underlay: eth0\nlocal: 192.168.77.2\napi: x.sock\nnetworks: [{vni: 1, remotes: [192.168.77.1]}]\n")); !errors.Is(err, ErrConfig) {
+		t.Errorf("api: x.sock accepted: %v", err)
 	}
 	if _, err := ParseConfig(strings.NewReader("underlay: eth0\nlocal: 192.168.77.2\nnetworks: [{vni: 1}]\n")); err == nil {
 		t.Error("a VNI with neither remotes nor ports accepted without a cluster")

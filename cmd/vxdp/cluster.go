@@ -7,28 +7,34 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/vxdp/vxdp/cluster"
 	"github.com/vxdp/vxdp/dataplane"
+	"github.com/vxdp/vxdp/internal/nodeapi"
 )
 
-// networks merges the two sources of the running networks, the config file and the
-// cluster's view, and applies the result with the reload that SIGHUP uses: a VNI's remotes
-// are those of the file and those the other members that carry the VNI have.
+// networks merges the three sources of the running networks, the config file, the
+// cluster's view and the CNI plugin's attachments, and applies the result with the reload
+// that SIGHUP uses: a VNI's remotes are those of the file and those of the other members
+// that carry the VNI; its ports are the file's and the attachments'.
 type networks struct {
-	vtep *dataplane.VTEP
-	log  *slog.Logger
+	vtep  *dataplane.VTEP // set once, before any source applies
+	log   *slog.Logger
+	state string // the attachments' file, "" without an API socket
 
-	// mu makes the two sources apply one at a time, each on the other's latest.
+	// mu makes the sources apply one at a time, each on the others' latest.
 	mu   sync.Mutex
 	file *dataplane.Config
 	view cluster.View
+	cni  map[nodeapi.Attachment]*attachment
 	node *cluster.Node // nil without a cluster section
 }
 
-// merged returns the file's config with the cluster's remotes added to each VNI.
+// merged returns the file's config with the cluster's remotes and the attachments' ports
+// added to each VNI.
 func (n *networks) merged() *dataplane.Config {
 	cfg := *n.file
 	cfg.Networks = slices.Clone(cfg.Networks)
@@ -38,6 +44,15 @@ func (n *networks) merged() *dataplane.Config {
 		all := slices.Concat(nc.Remotes, remotes[nc.VNI])
 		slices.SortFunc(all, netip.Addr.Compare)
 		nc.Remotes = slices.Compact(all)
+		var ports []dataplane.Port
+		for _, a := range n.cni {
+			if a.VNI == nc.VNI {
+				ports = append(ports, a.port())
+			}
+		}
+		// Sorted, so that the same attachments give the same config every time.
+		slices.SortFunc(ports, func(a, b dataplane.Port) int { return strings.Compare(a.TAP+a.Veth, b.TAP+b.Veth) })
+		nc.Ports = slices.Concat(nc.Ports, ports)
 	}
 	return &cfg
 }
@@ -97,6 +112,12 @@ func startCluster(ctx context.Context, n *networks, cfg *dataplane.Config) (<-ch
 	}
 	n.mu.Lock()
 	n.node = node
+	// The attachments a previous vxdp left are published at registration.
+	for _, a := range n.cni {
+		if e, ok := a.endpoint(); ok {
+			node.Publish(ctx, e)
+		}
+	}
 	n.mu.Unlock()
 	done := make(chan struct{})
 	go func() {

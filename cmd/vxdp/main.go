@@ -15,12 +15,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/vxdp/vxdp/dataplane"
 	"github.com/vxdp/vxdp/internal/admin"
+	"github.com/vxdp/vxdp/internal/nodeapi"
 )
 
 // reloadOnHangup reloads the config on every SIGHUP until ctx ends: load reads the file
@@ -54,6 +57,9 @@ func reloadOnHangup(ctx context.Context, apply func(*dataplane.Config) error, lo
 	}()
 	return done
 }
+
+// apiTimeout bounds reading a request's headers on the API socket.
+const apiTimeout = 10 * time.Second
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
@@ -142,11 +148,21 @@ func cmdRun(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vxdp: %s: config is valid\n", *path)
 		return exitOK
 	}
-	vtep, err := dataplane.New(cfg, log)
+	// The ports the CNI plugin asked a previous vxdp for are taken over with the file's.
+	nets := &networks{log: log, file: cfg}
+	if cfg.API != "" {
+		nets.state = statePath(cfg.API)
+	}
+	if err := nets.loadAttachments(); err != nil {
+		log.Error("load cni attachments", "err", err)
+		return exitUsage
+	}
+	vtep, err := dataplane.New(nets.merged(), log)
 	if err != nil {
 		log.Error("check node", "err", err)
 		return exitUsage
 	}
+	nets.vtep = vtep
 	// The admin server starts before the node is touched, so a taken address fails early,
 	// and it stops last, so /healthz and /metrics follow the teardown to its end.
 	var srv *admin.Server
@@ -156,6 +172,17 @@ func cmdRun(args []string, stderr io.Writer) int {
 			return exitUsage
 		}
 		log.Info("admin server listening", "addr", srv.Addr().String())
+	}
+	var api *http.Server
+	if cfg.API != "" {
+		l, err := nodeapi.Listen(cfg.API)
+		if err != nil {
+			log.Error("start api", "err", err)
+			return exitUsage
+		}
+		api = &http.Server{Handler: nodeapi.Handler(nets), ReadHeaderTimeout: apiTimeout}
+		go api.Serve(l)
+		log.Info("api listening", "socket", cfg.API)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -170,7 +197,6 @@ func cmdRun(args []string, stderr io.Writer) int {
 		log.Error("second signal: exiting without teardown")
 		os.Exit(exitFailure)
 	}()
-	nets := &networks{vtep: vtep, log: log, file: cfg}
 	var left <-chan struct{}
 	if cfg.Cluster != nil {
 		if left, err = startCluster(ctx, nets, cfg); err != nil {
@@ -189,6 +215,16 @@ func cmdRun(args []string, stderr io.Writer) int {
 	<-reloads
 	if cfg.Cluster != nil {
 		<-left
+	}
+	if api != nil {
+		// Closing the listener removes the socket file.
+		sctx, cancel := context.WithTimeout(context.Background(), adminGrace)
+		api.Shutdown(sctx)
+		cancel()
+		if !cfg.KeepPorts {
+			// The ports are gone with vxdp: a next one has nothing to take over.
+			os.Remove(nets.state)
+		}
 	}
 	c := vtep.Counters()
 	log.Info("counters", "rx_packets", c.RxPackets, "tx_packets", c.TxPackets,

@@ -38,10 +38,16 @@ type Mesh struct {
 	VNI        uint32
 	Port       uint16
 	OverlayMTU int
+	// Dir is a directory of the mesh's own for files (API sockets, CNI configs), removed by
+	// Close.
+	Dir string
 
 	mu   sync.Mutex
 	made []NS
 }
+
+// API returns the path of vxdp's API socket on host i, in Dir.
+func (m *Mesh) API(i int) string { return filepath.Join(m.Dir, fmt.Sprintf("node%d.sock", i)) }
 
 // isMeshRole reports whether r is the suffix of one of a Mesh's namespace names.
 func isMeshRole(r string) bool {
@@ -76,6 +82,11 @@ func NewMesh(ctx context.Context, prefix string, n int) (*Mesh, error) {
 		m.Underlay = append(m.Underlay, netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 168, 78, byte(i + 1)}), 24))
 		m.Overlay = append(m.Overlay, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 43, 0, byte(i + 1)}), 24))
 	}
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return nil, fmt.Errorf("create mesh: %w", err)
+	}
+	m.Dir = dir
 	if err := m.build(ctx); err != nil {
 		if cerr := m.Close(); cerr != nil {
 			err = errors.Join(err, cerr)
@@ -163,6 +174,11 @@ func (m *Mesh) Close() error {
 		}
 		m.made = m.made[:i]
 	}
+	if m.Dir != "" {
+		if err := os.RemoveAll(m.Dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("close mesh %s: %w", m.Prefix, errors.Join(errs...))
 	}
@@ -171,13 +187,14 @@ func (m *Mesh) Close() error {
 
 // VXDPClusterConfig returns a config for vxdp on host i in a cluster over etcd at
 // etcdURL: the wire as the underlay, VNI with a TAP that becomes container i's eth0 (kept
-// on exit, so a restarted vxdp takes it over), no static remotes, node name "node<i>".
-// extra is appended verbatim (top-level fields).
+// on exit, so a restarted vxdp takes it over), no static remotes, node name "node<i>",
+// the API socket API(i). extra is appended verbatim (top-level fields).
 func (m *Mesh) VXDPClusterConfig(i int, etcdURL string, leaseTTL time.Duration, extra string) string {
 	return fmt.Sprintf(`underlay: %s
 local: %s
 port: %d
 ports_on_exit: keep
+api: %s
 cluster:
   etcd: [%s]
   node: node%d
@@ -189,7 +206,7 @@ networks:
         netns: %s
         ifname: eth0
         mtu: %d
-%s`, m.Wire, m.Underlay[i].Addr(), m.Port, etcdURL, i, leaseTTL, m.VNI, m.Containers[i].Path(), m.OverlayMTU, extra)
+%s`, m.Wire, m.Underlay[i].Addr(), m.Port, m.API(i), etcdURL, i, leaseTTL, m.VNI, m.Containers[i].Path(), m.OverlayMTU, extra)
 }
 
 // StartVXDP runs the vxdp binary on host i with config and waits until vxdp says it is
