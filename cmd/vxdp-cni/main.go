@@ -284,4 +284,3 @@ func cmdGC(args *skel.CmdArgs) error {
 	}
 	return errors.Join(errs...)
 }
-
