@@ -13,6 +13,7 @@ import (
 
 	"github.com/vxdp/vxdp/cluster"
 	"github.com/vxdp/vxdp/dataplane"
+	"github.com/vxdp/vxdp/internal/admin"
 	"github.com/vxdp/vxdp/internal/nodeapi"
 )
 
@@ -137,4 +138,23 @@ func startCluster(ctx context.Context, n *networks, cfg *dataplane.Config) (<-ch
 		node.Run(ctx)
 	}()
 	return done, nil
+}
+
+// nodeSource is the admin server's source in cluster mode or with an API socket: the
+// dataplane, and the cluster's and the CNI attachments' numbers.
+type nodeSource struct {
+	*dataplane.VTEP
+	nets *networks
+}
+
+// ClusterStats implements admin.ClusterSource.
+func (s nodeSource) ClusterStats() admin.ClusterStats {
+	n := s.nets
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	st := admin.ClusterStats{Attachments: len(n.cni)}
+	if n.node != nil {
+		st.Cluster, st.InCluster = n.node.Status(), true
+	}
+	return st
 }

@@ -180,6 +180,17 @@ func TestClusterMembership(t *testing.T) {
 			}
 		}
 		c.pingMesh(t, 5*time.Second)
+		m := scrapeAdmin(t, c.Hosts[0])
+		for name, min := range map[string]float64{"vxdp_cluster_members": 3, "vxdp_cluster_registered": 1,
+			"vxdp_cluster_registrations_total": 2, "vxdp_cluster_lease_losses_total": 1, "vxdp_cluster_etcd_errors_total": 1} {
+			if got := m.get(name); got < min {
+				t.Errorf("node0 after the outage: %s = %v, want at least %v", name, got, min)
+			}
+		}
+		out, err := c.Hosts[0].Run(context.Background(), vxdpBinary, "status", "-interval", "100ms")
+		if err != nil || !strings.Contains(out, "cluster: 3 members, registered,") {
+			t.Errorf("vxdp status on node0: %v\n%s", err, out)
+		}
 		for i := range c.vxdp {
 			if l := logLines(c.vxdp[i].Log(), `remote left vni`); i != 2 && len(l) != 1 || i == 2 && len(l) != 0 {
 				t.Errorf("vxdp on host %d removed remotes %s, want only node2's at its kill", i, fmt.Sprint(l))

@@ -167,7 +167,11 @@ func cmdRun(args []string, stderr io.Writer) int {
 	// and it stops last, so /healthz and /metrics follow the teardown to its end.
 	var srv *admin.Server
 	if cfg.Admin != "" {
-		if srv, err = admin.Start(cfg.Admin, vtep, version, log); err != nil {
+		var src admin.Source = vtep
+		if cfg.Cluster != nil || cfg.API != "" {
+			src = nodeSource{vtep, nets}
+		}
+		if srv, err = admin.Start(cfg.Admin, src, version, log); err != nil {
 			log.Error("start admin server", "err", err)
 			return exitUsage
 		}
