@@ -15,7 +15,7 @@ TEST_FUZZTIME ?= 30000x
 SOAK         ?= 5m
 SOAK_TIMEOUT ?= 30m
 
-.PHONY: all build deps-demo deps-test deps-bench deps-generate deps-demo-cluster generate test unit fuzz soak demo bench bench-quick vet clean
+.PHONY: all build deps-demo deps-test deps-bench deps-generate deps-demo-cluster generate test unit fuzz soak demo demo-cluster bench bench-quick vet clean
 
 all: build
 
@@ -75,6 +75,11 @@ soak: deps-test
 
 demo: deps-demo build
 	$(BIN)/vxdp-demo -vxdp $(BIN)/vxdp
+
+# Three vxdp nodes in cluster mode over a real etcd, containers attached with cnitool
+# through vxdp-cni and host-local, a ping mesh, an iperf3 flow, a node killed and restarted.
+demo-cluster: deps-demo-cluster build $(BIN)/cnitool
+	$(BIN)/vxdp-demo -cluster -vxdp $(BIN)/vxdp -cni $(BIN)/vxdp-cni -cnitool $(BIN)/cnitool
 
 # The papers' experiments (bench/README.md): every configuration, workload and repetition,
 # interleaved; about 30 minutes on a 2-core machine.

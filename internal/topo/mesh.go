@@ -38,6 +38,9 @@ type Mesh struct {
 	VNI        uint32
 	Port       uint16
 	OverlayMTU int
+	// NoStaticPorts leaves the container ports out of VXDPClusterConfig: the containers are
+	// then attached through the CNI plugin. Callers may set it before starting vxdp.
+	NoStaticPorts bool
 	// Dir is a directory of the mesh's own for files (API sockets, CNI configs), removed by
 	// Close.
 	Dir string
@@ -187,9 +190,19 @@ func (m *Mesh) Close() error {
 
 // VXDPClusterConfig returns a config for vxdp on host i in a cluster over etcd at
 // etcdURL: the wire as the underlay, VNI with a TAP that becomes container i's eth0 (kept
-// on exit, so a restarted vxdp takes it over), no static remotes, node name "node<i>",
+// on exit, so a restarted vxdp takes it over; none with NoStaticPorts), no static
+// remotes, node name "node<i>",
 // the API socket API(i). extra is appended verbatim (top-level fields).
 func (m *Mesh) VXDPClusterConfig(i int, etcdURL string, leaseTTL time.Duration, extra string) string {
+	ports := ""
+	if !m.NoStaticPorts {
+		ports = fmt.Sprintf(`    ports:
+      - tap: vxp0
+        netns: %s
+        ifname: eth0
+        mtu: %d
+`, m.Containers[i].Path(), m.OverlayMTU)
+	}
 	return fmt.Sprintf(`underlay: %s
 local: %s
 port: %d
@@ -201,12 +214,7 @@ cluster:
   lease_ttl: %s
 networks:
   - vni: %d
-    ports:
-      - tap: vxp0
-        netns: %s
-        ifname: eth0
-        mtu: %d
-%s`, m.Wire, m.Underlay[i].Addr(), m.Port, m.API(i), etcdURL, i, leaseTTL, m.VNI, m.Containers[i].Path(), m.OverlayMTU, extra)
+%s%s`, m.Wire, m.Underlay[i].Addr(), m.Port, m.API(i), etcdURL, i, leaseTTL, m.VNI, ports, extra)
 }
 
 // StartVXDP runs the vxdp binary on host i with config and waits until vxdp says it is
