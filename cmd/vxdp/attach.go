@@ -163,7 +163,12 @@ func (n *networks) Add(ctx context.Context, r nodeapi.AddRequest) (nodeapi.AddRe
 		return nodeapi.AddResponse{}, err
 	}
 	n.mu.Lock()
-	defer n.mu.Unlock()
+	locked := true
+	defer func() {
+		if locked {
+			n.mu.Unlock()
+		}
+	}()
 	if old, ok := n.cni[r.Attachment]; ok {
 		if old.Netns != r.Netns || old.VNI != r.VNI {
 			return nodeapi.AddResponse{}, fmt.Errorf("%w: container %s has %s already, in %s", nodeapi.ErrBadRequest, r.ContainerID, r.IfName, old.Netns)
@@ -194,21 +199,16 @@ func (n *networks) Add(ctx context.Context, r nodeapi.AddRequest) (nodeapi.AddRe
 		return undo(err)
 	}
 	n.log.Info("cni: added", "container", r.ContainerID, "ifname", r.IfName, "port", a.Device, "vni", r.VNI, "mac", mac)
-	n.publishLocked(ctx, a)
-	return nodeapi.AddResponse{MAC: mac, Device: a.Device}, nil
-}
-
-// publishLocked publishes a's MAC in the cluster, if there is one. A failure is logged:
-// the MAC is published again at the next registration.
-func (n *networks) publishLocked(ctx context.Context, a *attachment) {
-	if n.node == nil {
-		return
-	}
-	if e, ok := a.endpoint(); ok {
-		if err := n.node.Publish(ctx, e); err != nil {
-			n.log.Warn("cni: mac not published yet", "port", a.Device, "err", err)
+	// Published without n.mu: etcd may take its time, and views and reloads go on meanwhile.
+	node := n.node
+	locked = false
+	n.mu.Unlock()
+	if e, ok := a.endpoint(); ok && node != nil {
+		if err := node.Publish(ctx, e); err != nil {
+			n.log.Warn("cni: mac not published yet; it will be at the next registration", "port", a.Device, "err", err)
 		}
 	}
+	return nodeapi.AddResponse{MAC: mac, Device: a.Device}, nil
 }
 
 // configureIf gives the container's interface of a its addresses and routes, and
@@ -295,14 +295,31 @@ func (n *networks) Check(_ context.Context, r nodeapi.AddRequest) error {
 // no error (DEL is idempotent).
 func (n *networks) Del(ctx context.Context, key nodeapi.Attachment) error {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.delLocked(ctx, key)
+	a, err := n.delLocked(key)
+	node := n.node
+	n.mu.Unlock()
+	n.withdraw(ctx, node, a)
+	return err
 }
 
-func (n *networks) delLocked(ctx context.Context, key nodeapi.Attachment) error {
+// withdraw withdraws the MAC of a removed attachment (nil: none) from the cluster, without
+// n.mu. A failure is logged: the record goes at the next registration, or with the lease.
+func (n *networks) withdraw(ctx context.Context, node *cluster.Node, a *attachment) {
+	if a == nil || node == nil {
+		return
+	}
+	if e, ok := a.endpoint(); ok {
+		if err := node.Withdraw(ctx, e.VNI, e.MAC); err != nil {
+			n.log.Warn("cni: mac not withdrawn yet", "port", a.Device, "err", err)
+		}
+	}
+}
+
+// delLocked removes the attachment key and returns it (nil if there was none). n.mu is held.
+func (n *networks) delLocked(key nodeapi.Attachment) (*attachment, error) {
 	a, ok := n.cni[key]
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	delete(n.cni, key)
 	var errs []error
@@ -314,20 +331,15 @@ func (n *networks) delLocked(ctx context.Context, key nodeapi.Attachment) error 
 	if err := n.saveLocked(); err != nil {
 		errs = append(errs, err)
 	}
-	if e, ok := a.endpoint(); ok && n.node != nil {
-		if err := n.node.Withdraw(ctx, e.VNI, e.MAC); err != nil {
-			n.log.Warn("cni: mac not withdrawn yet", "port", a.Device, "err", err)
-		}
-	}
 	n.log.Info("cni: deleted", "container", key.ContainerID, "ifname", key.IfName, "port", a.Device)
-	return errors.Join(errs...)
+	return a, errors.Join(errs...)
 }
 
 // GC removes every attachment not in valid and returns them.
 func (n *networks) GC(ctx context.Context, valid []nodeapi.Attachment) ([]nodeapi.Attachment, error) {
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	var removed []nodeapi.Attachment
+	var gone []*attachment
 	var errs []error
 	for key := range n.cni {
 		if !slices.Contains(valid, key) {
@@ -335,7 +347,14 @@ func (n *networks) GC(ctx context.Context, valid []nodeapi.Attachment) ([]nodeap
 		}
 	}
 	for _, key := range removed {
-		errs = append(errs, n.delLocked(ctx, key))
+		a, err := n.delLocked(key)
+		gone = append(gone, a)
+		errs = append(errs, err)
+	}
+	node := n.node
+	n.mu.Unlock()
+	for _, a := range gone {
+		n.withdraw(ctx, node, a)
 	}
 	return removed, errors.Join(errs...)
 }

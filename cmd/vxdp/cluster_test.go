@@ -122,11 +122,16 @@ func (c *clusterMesh) waitLog(t *testing.T, i int, d time.Duration, texts ...str
 // etcd-server) with no static remotes: the containers ping each other through the remotes
 // etcd gave; a node killed with SIGKILL leaves its peers' remotes when its lease expires
 // (the time is measured, and must be within the TTL plus 3 s); restarted, it registers
-// again, takes its TAP over and traffic flows (measured); etcd stopped for longer than the
-// lease leaves forwarding untouched, and the nodes register again when it is back.
+// again, takes its TAP over and traffic flows (measured), a TCP transfer arriving byte for
+// byte; etcd stopped for longer than the lease leaves forwarding untouched, and the nodes
+// register again when it is back.
 func TestClusterMembership(t *testing.T) {
 	c := newClusterMesh(t, "clu", 3)
 	victim := c.Underlay[2].Addr().String()
+	t.Run("TransferByteForByte", func(t *testing.T) {
+		transfer(t, c.Containers[0], c.Containers[2], c.Overlay[2].Addr(), 4<<20)
+		transfer(t, c.Containers[2], c.Containers[1], c.Overlay[1].Addr(), 4<<20)
+	})
 
 	t.Run("KillRemovesNode", func(t *testing.T) {
 		c.vxdp[2].Kill()
@@ -155,6 +160,7 @@ func TestClusterMembership(t *testing.T) {
 			}
 		}
 		c.pingMesh(t, 10*time.Second)
+		transfer(t, c.Containers[0], c.Containers[2], c.Overlay[2].Addr(), 4<<20)
 	})
 
 	t.Run("EtcdOutage", func(t *testing.T) {

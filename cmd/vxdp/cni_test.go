@@ -67,7 +67,8 @@ func (c *clusterMesh) cnitool(t *testing.T, tool, cniPath string, n cniNode, ver
 // address, and the containers reach each other over it; the MAC is published and the other
 // node learns it from etcd; CHECK and STATUS pass; DEL removes the port, withdraws the MAC
 // everywhere and releases the address, and a second DEL succeeds; a vxdp killed and
-// restarted takes its CNI port over and republishes it; GC removes every port not valid.
+// restarted takes its CNI port over and republishes it; a container added while a node is
+// down is known to that node when it is back; GC removes every port not valid.
 func TestCNI(t *testing.T) {
 	c := newClusterMesh(t, "cni", 2)
 	tool, cniPath := cniTools(t)
@@ -157,6 +158,14 @@ func TestCNI(t *testing.T) {
 		if _, err := c.cnitool(t, tool, cniPath, nodes[0], "del", c.Containers[0].Path()); err != nil {
 			t.Fatalf("a second DEL: %v", err)
 		}
+	})
+	t.Run("AddWhileNodeDown", func(t *testing.T) {
+		c.vxdp[1].Kill()
+		ip, mac := add(t, 0)
+		c.start(t, 1, false)
+		// The restarted node1 has it from its first listing.
+		c.waitLog(t, 1, 5*time.Second, `msg="cluster: endpoint added"`, "member=node0", "mac="+mac, "ip="+ip.String())
+		waitPing(t, c.Containers[1], ip, 10*time.Second)
 	})
 	t.Run("GCRemovesInvalid", func(t *testing.T) {
 		// cnitool's GC passes no valid attachments: every port of the network goes.
