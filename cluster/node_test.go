@@ -257,3 +257,40 @@ func TestEtcdOutage(t *testing.T) {
 		f.waitFor(t, time.Second, "3 members after the old leases expired", members(3))
 	}
 }
+
+// TestWatchCompacted: a watch from a revision etcd has compacted ends at once, counted, so
+// that the caller lists again (runWatch) instead of missing what the compaction took.
+func TestWatchCompacted(t *testing.T) {
+	e := startEtcd(t)
+	cli := rawClient(t, e)
+	ctx := context.Background()
+	var rev int64
+	for i := range 5 {
+		r, err := cli.Put(ctx, NodeKey(DefaultPrefix, "x"), fmt.Sprintf(`{"vtep":"10.0.0.%d","vnis":[1]}`, i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rev = r.Header.Revision
+	}
+	if _, err := cli.Compact(ctx, rev); err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(Options{Endpoints: []string{e.ClientURL}, Name: "a", Prefix: DefaultPrefix, LeaseTTL: 3 * time.Second,
+		VTEP: netip.MustParseAddr("10.0.0.9"), Log: slog.New(slog.NewTextHandler(testLog{t}, nil)), Apply: func(View) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.cli.Close()
+	st := NewState(DefaultPrefix)
+	st.Reset(nil, 1) // a listing long gone
+	done := make(chan struct{})
+	go func() { n.watch(ctx, DefaultPrefix+"/", st, func() {}); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watch from a compacted revision did not end")
+	}
+	if s := n.Status(); s.Compactions != 1 {
+		t.Fatalf("status %+v, want one compaction", s)
+	}
+}
