@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -202,5 +203,18 @@ func TestClusterMembership(t *testing.T) {
 				t.Errorf("vxdp on host %d removed remotes %s, want only node2's at its kill", i, fmt.Sprint(l))
 			}
 		}
+	})
+
+	t.Run("ReloadAddsVNI", func(t *testing.T) {
+		cfg := c.VXDPClusterConfig(0, c.etcd.ClientURL, clusterTTL, "") + "  - vni: 43\n"
+		if err := os.WriteFile(c.vxdp[0].Config, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.vxdp[0].Reload(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		// The node's record follows its networks, and the file's ports stay with the cluster's remotes.
+		c.waitLog(t, 1, 5*time.Second, `msg="cluster: member changed"`, "member=node0", "vnis=\"[42 43]\"")
+		c.pingMesh(t, 5*time.Second)
 	})
 }
