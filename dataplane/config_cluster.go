@@ -29,7 +29,7 @@ const (
 // dataplane itself does not use it; it is here so that one file, checked as a whole,
 // configures a node.
 type Cluster struct {
-	// Etcd are the etcd v3 client URLs (http:// or https://).
+	// Etcd are the etcd v3 client URLs (http://; TLS is not configurable yet).
 	Etcd []string
 	// Node is this node's name in the cluster (default: the hostname).
 	Node string
@@ -54,9 +54,9 @@ func (fc *fileCluster) validate() (*Cluster, error) {
 	}
 	for i, s := range fc.Etcd {
 		u, err := url.Parse(s)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Port() == "" ||
+		if err != nil || u.Scheme != "http" || u.Host == "" || u.Port() == "" ||
 			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
-			return nil, fieldError(fmt.Sprintf("cluster.etcd[%d]", i), "%q is not an etcd client URL (http://HOST:PORT)", s)
+			return nil, fieldError(fmt.Sprintf("cluster.etcd[%d]", i), "%q is not an etcd client URL (http://HOST:PORT; TLS is not supported yet)", s)
 		}
 		c.Etcd = append(c.Etcd, s)
 	}

@@ -237,7 +237,7 @@ func TestParseConfigCluster(t *testing.T) {
 underlay: eth0
 local: 192.168.77.2
 cluster:
-  etcd: [http://10.0.0.1:2379, https://etcd.example:2379]
+  etcd: [http://10.0.0.1:2379, http://etcd.example:2379]
   node: node-b
 networks:
   - vni: 42
@@ -245,7 +245,7 @@ networks:
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Cluster{Etcd: []string{"http://10.0.0.1:2379", "https://etcd.example:2379"}, Node: "node-b",
+	want := Cluster{Etcd: []string{"http://10.0.0.1:2379", "http://etcd.example:2379"}, Node: "node-b",
 		Prefix: DefaultClusterPrefix, LeaseTTL: DefaultLeaseTTL}
 	if c.Cluster == nil || c.Cluster.Node != want.Node || c.Cluster.Prefix != want.Prefix ||
 		c.Cluster.LeaseTTL != want.LeaseTTL || len(c.Cluster.Etcd) != 2 {
@@ -264,6 +264,7 @@ networks:
 	for _, tc := range []struct{ cluster, field string }{
 		{"{}", "cluster.etcd"},
 		{"{etcd: [10.0.0.1:2379]}", "cluster.etcd[0]"},
+		{"{etcd: [\"https://10.0.0.1:2379\"]}", "cluster.etcd[0]"},
 		{"{etcd: [\"http://10.0.0.1\"]}", "cluster.etcd[0]"},
 		{"{etcd: [\"http://10.0.0.1:2379\"], node: \"a/b\"}", "cluster.node"},
 		{"{etcd: [\"http://10.0.0.1:2379\"], prefix: vxdp}", "cluster.prefix"},
