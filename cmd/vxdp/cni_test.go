@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -47,14 +48,19 @@ func cniTools(t *testing.T) (cnitool, cniPath string) {
 // with an address range of its own in a subnet the nodes share.
 type cniNode struct {
 	confDir, ipamDir string
+	ifname           string // "": eth1
 }
 
 // cnitool runs cnitool's verb for the network vxdp-net on container namespace ns, for
-// interface eth1, and returns its output.
+// interface eth1 (or n.ifname), and returns its output.
 func (c *clusterMesh) cnitool(t *testing.T, tool, cniPath string, n cniNode, verb string, ns string) (string, error) {
 	t.Helper()
+	ifname := "eth1"
+	if n.ifname != "" {
+		ifname = n.ifname
+	}
 	cmd := exec.Command(tool, verb, "vxdp-net", ns)
-	cmd.Env = append(os.Environ(), "NETCONFPATH="+n.confDir, "CNI_PATH="+cniPath, "CNI_IFNAME=eth1")
+	cmd.Env = append(os.Environ(), "NETCONFPATH="+n.confDir, "CNI_PATH="+cniPath, "CNI_IFNAME="+ifname)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("cnitool %s on %s: %w: %s", verb, ns, err, out)
@@ -68,17 +74,24 @@ func (c *clusterMesh) cnitool(t *testing.T, tool, cniPath string, n cniNode, ver
 // node learns it from etcd; CHECK and STATUS pass; DEL removes the port, withdraws the MAC
 // everywhere and releases the address, and a second DEL succeeds; a vxdp killed and
 // restarted takes its CNI port over and republishes it; a container added while a node is
-// down is known to that node when it is back; GC removes every port not valid.
+// down is known to that node when it is back; "port": "veth" makes a veth pair that carries
+// traffic and goes with DEL; GC removes every port not valid.
 func TestCNI(t *testing.T) {
 	c := newClusterMesh(t, "cni", 2)
 	tool, cniPath := cniTools(t)
+	var addAt func(t *testing.T, i, container int) (netip.Addr, string)
 	var nodes []cniNode
-	for i := range 2 {
+	// Node 0 and 1 attach TAPs as eth1; node 0's veth network (index 2) attaches eth2.
+	for i := range 3 {
+		node, port := i, "tap"
 		n := cniNode{confDir: filepath.Join(c.Dir, fmt.Sprintf("net%d", i)), ipamDir: filepath.Join(c.Dir, fmt.Sprintf("ipam%d", i))}
+		if i == 2 {
+			node, port, n.ifname = 0, "veth", "eth2"
+		}
 		conf := fmt.Sprintf(`{"cniVersion": "1.1.0", "name": "vxdp-net", "type": "vxdp-cni", "socket": %q,
- "vni": %d, "mtu": 1450, "ipam": {"type": "host-local", "dataDir": %q,
+ "vni": %d, "mtu": 1450, "port": %q, "ipam": {"type": "host-local", "dataDir": %q,
  "ranges": [[{"subnet": "10.44.0.0/24", "rangeStart": "10.44.0.%d", "rangeEnd": "10.44.0.%d"}]]}}`,
-			c.API(i), c.VNI, n.ipamDir, 10+10*i, 19+10*i)
+			c.API(node), c.VNI, port, n.ipamDir, 10+10*i, 19+10*i)
 		if err := os.MkdirAll(n.confDir, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -89,7 +102,11 @@ func TestCNI(t *testing.T) {
 	}
 	add := func(t *testing.T, i int) (netip.Addr, string) {
 		t.Helper()
-		out, err := c.cnitool(t, tool, cniPath, nodes[i], "add", c.Containers[i].Path())
+		return addAt(t, i, i)
+	}
+	addAt = func(t *testing.T, i, container int) (netip.Addr, string) {
+		t.Helper()
+		out, err := c.cnitool(t, tool, cniPath, nodes[i], "add", c.Containers[container].Path())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -97,7 +114,7 @@ func TestCNI(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &r); err != nil || len(r.IPs) != 1 || len(r.Interfaces) != 1 {
 			t.Fatalf("cnitool add on node %d: result %q (%v), want one interface with one address", i, out, err)
 		}
-		if r.Interfaces[0].Name != "eth1" || r.Interfaces[0].Sandbox != c.Containers[i].Path() || r.Interfaces[0].Mac == "" {
+		if r.Interfaces[0].Name != cmp.Or(nodes[i].ifname, "eth1") || r.Interfaces[0].Sandbox != c.Containers[container].Path() || r.Interfaces[0].Mac == "" {
 			t.Fatalf("cnitool add on node %d: interface %+v", i, r.Interfaces[0])
 		}
 		a, _ := netip.AddrFromSlice(r.IPs[0].Address.IP)
@@ -166,6 +183,20 @@ func TestCNI(t *testing.T) {
 		// The restarted node1 has it from its first listing.
 		c.waitLog(t, 1, 5*time.Second, `msg="cluster: endpoint added"`, "member=node0", "mac="+mac, "ip="+ip.String())
 		waitPing(t, c.Containers[1], ip, 10*time.Second)
+	})
+	t.Run("VethPort", func(t *testing.T) {
+		ip, mac := addAt(t, 2, 0)
+		out, err := c.Containers[0].Run(ctx, "ip", "-d", "-o", "link", "show", "dev", "eth2")
+		if err != nil || !strings.Contains(out, "veth") || !strings.Contains(out, mac) {
+			t.Fatalf("eth2 in container 0: %s %v, want a veth with %s", out, err, mac)
+		}
+		waitPing(t, c.Containers[1], ip, 10*time.Second)
+		if _, err := c.cnitool(t, tool, cniPath, nodes[2], "del", c.Containers[0].Path()); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := c.Containers[0].Run(ctx, "ip", "link", "show", "dev", "eth2"); err == nil {
+			t.Fatalf("eth2 still in container 0 after DEL: %s", out)
+		}
 	})
 	t.Run("GCRemovesInvalid", func(t *testing.T) {
 		// cnitool's GC passes no valid attachments: every port of the network goes.
