@@ -294,3 +294,25 @@ func TestWatchCompacted(t *testing.T) {
 		t.Fatalf("status %+v, want one compaction", s)
 	}
 }
+
+// TestStartWithoutEtcd: a node started while etcd is down waits for it without applying
+// any view (the file's remotes stand), and registers and follows once it is up.
+func TestStartWithoutEtcd(t *testing.T) {
+	e := startEtcd(t)
+	e.Stop()
+	a := runNode(t, e, "a", "192.168.77.1", 2*time.Second, 42)
+	time.Sleep(time.Second)
+	a.mu.Lock()
+	applied := len(a.views)
+	a.mu.Unlock()
+	if applied != 0 || a.Status().Registered {
+		t.Fatalf("etcd down: %d views applied, status %+v; want none, unregistered", applied, a.Status())
+	}
+	if err := e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b := runNode(t, e, "b", "192.168.77.2", 2*time.Second, 42)
+	for _, f := range []*follower{a, b} {
+		f.waitFor(t, 15*time.Second, "2 members", members(2))
+	}
+}
