@@ -159,6 +159,11 @@ func ParseEndpoint(rest string, value []byte) (Endpoint, error) {
 	if err != nil || len(hw) != 6 || hw.String() != parts[2] {
 		return Endpoint{}, fmt.Errorf("%w: endpoint key %q: mac", ErrRecord, rest)
 	}
+	// A container's MAC is unicast and not zero: anything else would become a static FDB
+	// entry that swallows broadcast or multicast.
+	if hw[0]&1 != 0 || [6]byte(hw) == ([6]byte{}) {
+		return Endpoint{}, fmt.Errorf("%w: endpoint key %q: %s is not a unicast mac", ErrRecord, rest, hw)
+	}
 	e := Endpoint{Node: parts[0], VNI: uint32(vni), MAC: [6]byte(hw)}
 	var r endpointRecord
 	if err := decodeValue(value, &r); err != nil {

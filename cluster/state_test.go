@@ -222,6 +222,19 @@ func TestParseMember(t *testing.T) {
 	}
 }
 
+func TestParseEndpoint(t *testing.T) {
+	e, err := ParseEndpoint("node-a/42/02:42:0a:2a:00:05", []byte(`{"ip":"10.42.0.5"}`))
+	if err != nil || e.VNI != 42 || e.Node != "node-a" || e.IP != netip.MustParseAddr("10.42.0.5") {
+		t.Fatalf("parsed %+v, %v", e, err)
+	}
+	for _, key := range []string{"a/42/ff:ff:ff:ff:ff:ff", "a/42/01:00:5e:00:00:01", "a/42/00:00:00:00:00:00",
+		"a/042/02:00:00:00:00:01", "a/0/02:00:00:00:00:01", "a/42/02:00:00:00:00:0A", "a/42", "a b/42/02:00:00:00:00:01"} {
+		if _, err := ParseEndpoint(key, []byte(`{}`)); !errors.Is(err, ErrRecord) {
+			t.Errorf("ParseEndpoint(%q) = %v, want ErrRecord", key, err)
+		}
+	}
+}
+
 // TestRemotes: each VNI's remotes are the other members that carry it, without this node's
 // own VTEP (also under another name) nor the other address family.
 func TestRemotes(t *testing.T) {
