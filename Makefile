@@ -15,19 +15,27 @@ TEST_FUZZTIME ?= 30000x
 SOAK         ?= 5m
 SOAK_TIMEOUT ?= 30m
 
-.PHONY: all build deps-demo deps-test deps-bench deps-generate generate test unit fuzz soak demo bench bench-quick vet clean
+.PHONY: all build deps-demo deps-test deps-bench deps-generate deps-demo-cluster generate test unit fuzz soak demo demo-cluster bench bench-quick vet clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/vxdp ./cmd/vxdp
+	$(GO) build -o $(BIN)/vxdp-cni ./cmd/vxdp-cni
 	$(GO) build -o $(BIN)/vxdp-demo ./cmd/vxdp-demo
 	$(GO) build -o $(BIN)/vxdp-bench ./bench/cmd/vxdp-bench
 
 # The Debian packages each target needs (deps/packages), installed with apt-get where missing;
 # that needs root, as the targets themselves do.
-deps-demo deps-test deps-bench deps-generate:
+deps-demo deps-test deps-bench deps-generate deps-demo-cluster:
 	@deps/install $(@:deps-%=%)
+
+# cnitool, the CNI project's tool that runs a plugin as a container runtime would (the CNI
+# tests and make demo-cluster attach containers with it), built from its module at a fixed
+# version into $(BIN).
+CNITOOL_VERSION ?= v1.3.0
+$(BIN)/cnitool:
+	GOBIN=$(abspath $(BIN)) $(GO) install github.com/containernetworking/cni/cnitool@$(CNITOOL_VERSION)
 
 # Rebuilds the committed bpf2go output from bpf/xdp.c (needs clang and libbpf-dev).
 generate: deps-generate
@@ -40,7 +48,7 @@ vet:
 
 # The whole suite: vet, unit and root integration tests (with the race detector), every fuzz
 # target for TEST_FUZZTIME, and the benchmark suite's quick plan as a smoke test.
-test: deps-test vet
+test: deps-test $(BIN)/cnitool vet
 	$(GO) test -race -count=1 -timeout 10m ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
 	@$(MAKE) --no-print-directory bench-quick BENCH_OUT=$(BENCH_OUT)/quick
@@ -67,6 +75,11 @@ soak: deps-test
 
 demo: deps-demo build
 	$(BIN)/vxdp-demo -vxdp $(BIN)/vxdp
+
+# Three vxdp nodes in cluster mode over a real etcd, containers attached with cnitool
+# through vxdp-cni and host-local, a ping mesh, an iperf3 flow, a node killed and restarted.
+demo-cluster: deps-demo-cluster build $(BIN)/cnitool
+	$(BIN)/vxdp-demo -cluster -vxdp $(BIN)/vxdp -cni $(BIN)/vxdp-cni -cnitool $(BIN)/cnitool
 
 # The papers' experiments (bench/README.md): every configuration, direction, workload and
 # repetition, interleaved, on the NIC-like wire; 525 runs of 5 s, about an hour on a 2-core

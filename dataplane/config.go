@@ -93,6 +93,12 @@ type Config struct {
 	// NoLearning stops learning inner source MACs from remote VTEPs (config field
 	// learning: false): unicast to a MAC neither static nor local is flooded. Reloadable.
 	NoLearning bool
+	// Cluster is the cluster section, nil without one: the node then runs on this
+	// file's remotes alone.
+	Cluster *Cluster
+	// API is the path of the API socket the CNI plugin talks to; "" turns it off. Its
+	// default is DefaultAPI with a cluster section, off without one.
+	API string
 	// Networks are the VNIs this node carries.
 	Networks []Network
 }
@@ -172,6 +178,8 @@ type fileConfig struct {
 	SrcPort     []int  `yaml:"srcport"`
 	UDPChecksum *bool  `yaml:"udp_checksum"`
 	Learning    *bool  `yaml:"learning"`
+	Cluster *fileCluster `yaml:"cluster"`
+	API     *string      `yaml:"api"`
 }
 
 type fileNetwork struct {
@@ -400,6 +408,18 @@ func (fc *fileConfig) validate() (*Config, error) {
 	if err := fc.validateHeader(c); err != nil {
 		return nil, err
 	}
+	if fc.Cluster != nil {
+		if c.Cluster, err = fc.Cluster.validate(); err != nil {
+			return nil, err
+		}
+		c.API = DefaultAPI
+	}
+	if fc.API != nil {
+		if *fc.API != "" && (!strings.HasPrefix(*fc.API, "/") || strings.HasSuffix(*fc.API, "/") || len(*fc.API) > 100) {
+			return nil, fieldError("api", "%q is not an absolute path of at most 100 bytes (a unix socket's limit)", *fc.API)
+		}
+		c.API = *fc.API
+	}
 	if len(fc.Networks) == 0 {
 		return nil, fieldError("networks", "is required: at least one VNI")
 	}
@@ -492,7 +512,8 @@ func (fc *fileConfig) validate() (*Config, error) {
 		if err := fn.validateEntries(at, &n); err != nil {
 			return nil, err
 		}
-		if len(n.Remotes) == 0 && len(n.Ports) == 0 {
+		// In a cluster the remotes come from the other members.
+		if len(n.Remotes) == 0 && len(n.Ports) == 0 && c.Cluster == nil {
 			return nil, fieldError(at, "VNI %d has neither remotes nor ports", n.VNI)
 		}
 		c.Networks = append(c.Networks, n)

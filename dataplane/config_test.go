@@ -156,6 +156,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add("underlay: [a]\n")
 	f.Add("networks: {vni: 1}\n")
 	f.Add("local: 1.2.3.4\nport: -1\n")
+	f.Add("underlay: eth0\nlocal: 192.168.77.2\ncluster: {etcd: [\"http://10.0.0.1:2379\"], node: a, lease_ttl: 3s}\nnetworks: [{vni: 1}]\n")
 	f.Add("ttl: inherit\ntos: 0x88\ndf: set\nsrcport: [1000, 2000]\nudp_checksum: true\nlearning: false\n" + minimalConfig +
 		"    fdb: [{mac: \"02:aa:00:00:00:01\", remote: 192.168.77.1}]\n" +
 		"    neighbours: [{ip: 10.42.0.1, mac: \"02:aa:00:00:00:01\"}, {ip: \"fd42::1\", mac: \"02:aa:00:00:00:02\"}]\n" +
@@ -350,5 +351,64 @@ func TestParseConfigOptionErrors(t *testing.T) {
 		if err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: error %v, want one containing %q", tc.yaml, err, tc.want)
 		}
+	}
+}
+
+// TestParseConfigCluster checks the cluster section: its defaults, a VNI without remotes
+// or ports (its remotes come from etcd), and the errors that name its fields.
+func TestParseConfigCluster(t *testing.T) {
+	c, err := ParseConfig(strings.NewReader(`
+underlay: eth0
+local: 192.168.77.2
+cluster:
+  etcd: [http://10.0.0.1:2379, http://etcd.example:2379]
+  node: node-b
+networks:
+  - vni: 42
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Cluster{Etcd: []string{"http://10.0.0.1:2379", "http://etcd.example:2379"}, Node: "node-b",
+		Prefix: DefaultClusterPrefix, LeaseTTL: DefaultLeaseTTL}
+	if c.Cluster == nil || c.Cluster.Node != want.Node || c.Cluster.Prefix != want.Prefix ||
+		c.Cluster.LeaseTTL != want.LeaseTTL || len(c.Cluster.Etcd) != 2 {
+		t.Fatalf("cluster %+v, want %+v", c.Cluster, want)
+	}
+	c, err = ParseConfig(strings.NewReader("underlay: eth0\nlocal: 192.168.77.2\ncluster: {etcd: [\"http://[::1]:2379\"], prefix: /a/b, lease_ttl: 3s}\nnetworks: [{vni: 1}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.API != DefaultAPI {
+		t.Fatalf("api %q in cluster mode, want the default %q", c.API, DefaultAPI)
+	}
+	if c.Cluster.Prefix != "/a/b" || c.Cluster.LeaseTTL != 3*time.Second || c.Cluster.Node == "" {
+		t.Fatalf("cluster %+v, want prefix /a/b, lease_ttl 3s and the hostname as node", c.Cluster)
+	}
+	for _, tc := range []struct{ cluster, field string }{
+		{"{}", "cluster.etcd"},
+		{"{etcd: [10.0.0.1:2379]}", "cluster.etcd[0]"},
+		{"{etcd: [\"https://10.0.0.1:2379\"]}", "cluster.etcd[0]"},
+		{"{etcd: [\"http://10.0.0.1\"]}", "cluster.etcd[0]"},
+		{"{etcd: [\"http://10.0.0.1:2379\"], node: \"a/b\"}", "cluster.node"},
+		{"{etcd: [\"http://10.0.0.1:2379\"], prefix: vxdp}", "cluster.prefix"},
+		{"{etcd: [\"http://10.0.0.1:2379\"], prefix: /vxdp/}", "cluster.prefix"},
+		{"{etcd: [\"http://10.0.0.1:2379\"], lease_ttl: 1s}", "cluster.lease_ttl"},
+		{"{etcd: [\"http://10.0.0.1:2379\"], lease_ttl: 2500ms}", "cluster.lease_ttl"},
+		{"{etcd: [\"http://10.0.0.1:2379\"], leasettl: 3s}", "leasettl"},
+	} {
+		_, err := ParseConfig(strings.NewReader("underlay: eth0\nlocal: 192.168.77.2\ncluster: " + tc.cluster + "\nnetworks: [{vni: 1}]\n"))
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.field) {
+			t.Errorf("cluster %s: %v, want a config error naming %s", tc.cluster, err, tc.field)
+		}
+	}
+	if c, err := ParseConfig(strings.NewReader("underlay: eth0\nlocal: 192.168.77.2\napi: /tmp/x.sock\nnetworks: [{vni: 1, remotes: [192.168.77.1]}]\n")); err != nil || c.API != "/tmp/x.sock" {
+		t.Errorf("api: /tmp/x.sock gives %v, %v", c, err)
+	}
+	if _, err := ParseConfig(strings.NewReader("underlay: eth0\nlocal: 192.168.77.2\napi: x.sock\nnetworks: [{vni: 1, remotes: [192.168.77.1]}]\n")); !errors.Is(err, ErrConfig) {
+		t.Errorf("api: x.sock accepted: %v", err)
+	}
+	if _, err := ParseConfig(strings.NewReader("underlay: eth0\nlocal: 192.168.77.2\nnetworks: [{vni: 1}]\n")); err == nil {
+		t.Error("a VNI with neither remotes nor ports accepted without a cluster")
 	}
 }

@@ -3,7 +3,9 @@
 // Command vxdp-demo shows vxdp at work on one machine: it builds the two-host overlay in
 // network namespaces, carries a single iperf3 TCP flow through the kernel's vxlan on both
 // hosts, then through vxdp on host B against the kernel's vxlan on host A, prints both, and
-// removes everything it made.
+// removes everything it made. With -cluster it shows a cluster instead (make demo-cluster):
+// three vxdp nodes over etcd, containers attached through the CNI plugin, a node killed
+// and restarted.
 package main
 
 import (
@@ -22,8 +24,24 @@ import (
 func main() {
 	binary := flag.String("vxdp", "bin/vxdp", "the vxdp binary")
 	duration := flag.Duration("t", 5*time.Second, "length of each iperf3 run")
+	clusterMode := flag.Bool("cluster", false, "the cluster demo: three nodes over etcd, containers attached with cnitool")
+	cni := flag.String("cni", "bin/vxdp-cni", "the vxdp-cni plugin (-cluster)")
+	cnitool := flag.String("cnitool", "bin/cnitool", "cnitool (-cluster)")
 	flag.Parse()
-	if err := run(*binary, *duration); err != nil {
+	var err error
+	if *clusterMode {
+		err = func() error {
+			if os.Geteuid() != 0 {
+				return errors.New("needs root: it creates network namespaces, XDP programs and TAP devices")
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return runCluster(ctx, *binary, *cni, *cnitool, *duration)
+		}()
+	} else {
+		err = run(*binary, *duration)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "vxdp-demo:", err)
 		os.Exit(1)
 	}

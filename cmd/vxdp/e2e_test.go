@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -178,12 +179,20 @@ func checkOverlay(t *testing.T, tp *topo.Topology) {
 // checkTransfer sends size random bytes over TCP from the container of side s to the other
 // and checks that exactly those bytes arrive.
 func checkTransfer(t *testing.T, tp *topo.Topology, s topo.Side, size int) {
+	t.Helper()
+	transfer(t, tp.Container(s), tp.Container(s.Other()), tp.Overlay(s.Other()).Addr(), size)
+}
+
+// transfer sends size random bytes over TCP from namespace from to to, listening on addr
+// there, and checks that exactly those bytes arrive.
+func transfer(t *testing.T, from, to topo.NS, addr netip.Addr, size int) {
+	t.Helper()
 	data := make([]byte, size)
 	rand.Read(data)
 	want := sha256.Sum256(data)
 	var ln net.Listener
-	err := tp.Container(s.Other()).Do(func() (err error) {
-		ln, err = net.Listen("tcp", net.JoinHostPort(tp.Overlay(s.Other()).Addr().String(), "0"))
+	err := to.Do(func() (err error) {
+		ln, err = net.Listen("tcp", net.JoinHostPort(addr.String(), "0"))
 		return err
 	})
 	if err != nil {
@@ -203,7 +212,7 @@ func checkTransfer(t *testing.T, tp *topo.Topology, s topo.Side, size int) {
 		got <- b
 	}()
 	var conn net.Conn
-	err = tp.Container(s).Do(func() (err error) {
+	err = from.Do(func() (err error) {
 		conn, err = net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
 		return err
 	})

@@ -15,19 +15,22 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/vxdp/vxdp/dataplane"
 	"github.com/vxdp/vxdp/internal/admin"
+	"github.com/vxdp/vxdp/internal/nodeapi"
 )
 
 // reloadOnHangup reloads the config on every SIGHUP until ctx ends: load reads the file
-// again (with the command line's overrides) and vtep.Reload applies what may change while
-// running. A config that does not load or does not apply is logged and the running one
+// again (with the command line's overrides) and apply applies what may change while
+// running (vtep.Reload, with the cluster's remotes merged in). A config that does not load or does not apply is logged and the running one
 // stays. The returned channel is closed once no reload is in progress any more.
-func reloadOnHangup(ctx context.Context, vtep *dataplane.VTEP, log *slog.Logger, load func() (*dataplane.Config, error)) <-chan struct{} {
+func reloadOnHangup(ctx context.Context, apply func(*dataplane.Config) error, log *slog.Logger, load func() (*dataplane.Config, error)) <-chan struct{} {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	done := make(chan struct{})
@@ -45,7 +48,7 @@ func reloadOnHangup(ctx context.Context, vtep *dataplane.VTEP, log *slog.Logger,
 				log.Error("reload: config not loaded; the running one stays", "err", err)
 				continue
 			}
-			if err := vtep.Reload(cfg); err != nil {
+			if err := apply(cfg); err != nil {
 				log.Error("reload", "err", err)
 				continue
 			}
@@ -54,6 +57,9 @@ func reloadOnHangup(ctx context.Context, vtep *dataplane.VTEP, log *slog.Logger,
 	}()
 	return done
 }
+
+// apiTimeout bounds reading a request's headers on the API socket.
+const apiTimeout = 10 * time.Second
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
@@ -142,20 +148,45 @@ func cmdRun(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vxdp: %s: config is valid\n", *path)
 		return exitOK
 	}
-	vtep, err := dataplane.New(cfg, log)
+	// The ports the CNI plugin asked a previous vxdp for are taken over with the file's.
+	nets := &networks{log: log, file: cfg}
+	if cfg.API != "" {
+		nets.state = statePath(cfg.API)
+	}
+	if err := nets.loadAttachments(); err != nil {
+		log.Error("load cni attachments", "err", err)
+		return exitUsage
+	}
+	vtep, err := dataplane.New(nets.merged(), log)
 	if err != nil {
 		log.Error("check node", "err", err)
 		return exitUsage
 	}
+	nets.vtep = vtep
 	// The admin server starts before the node is touched, so a taken address fails early,
 	// and it stops last, so /healthz and /metrics follow the teardown to its end.
 	var srv *admin.Server
 	if cfg.Admin != "" {
-		if srv, err = admin.Start(cfg.Admin, vtep, version, log); err != nil {
+		var src admin.Source = vtep
+		if cfg.Cluster != nil || cfg.API != "" {
+			src = nodeSource{vtep, nets}
+		}
+		if srv, err = admin.Start(cfg.Admin, src, version, log); err != nil {
 			log.Error("start admin server", "err", err)
 			return exitUsage
 		}
 		log.Info("admin server listening", "addr", srv.Addr().String())
+	}
+	var api *http.Server
+	if cfg.API != "" {
+		l, err := nodeapi.Listen(cfg.API)
+		if err != nil {
+			log.Error("start api", "err", err)
+			return exitUsage
+		}
+		api = &http.Server{Handler: nodeapi.Handler(nets), ReadHeaderTimeout: apiTimeout}
+		go api.Serve(l)
+		log.Info("api listening", "socket", cfg.API)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -170,7 +201,14 @@ func cmdRun(args []string, stderr io.Writer) int {
 		log.Error("second signal: exiting without teardown")
 		os.Exit(exitFailure)
 	}()
-	reloads := reloadOnHangup(ctx, vtep, log, func() (*dataplane.Config, error) {
+	var left <-chan struct{}
+	if cfg.Cluster != nil {
+		if left, err = startCluster(ctx, nets, cfg); err != nil {
+			log.Error("join cluster", "err", err)
+			return exitUsage
+		}
+	}
+	reloads := reloadOnHangup(ctx, nets.reloadFile, log, func() (*dataplane.Config, error) {
 		cfg, err := dataplane.LoadConfig(*path)
 		if err != nil {
 			return nil, err
@@ -179,6 +217,19 @@ func cmdRun(args []string, stderr io.Writer) int {
 	})
 	err = vtep.Run(ctx)
 	<-reloads
+	if cfg.Cluster != nil {
+		<-left
+	}
+	if api != nil {
+		// Closing the listener removes the socket file.
+		sctx, cancel := context.WithTimeout(context.Background(), adminGrace)
+		api.Shutdown(sctx)
+		cancel()
+		if !cfg.KeepPorts {
+			// The ports are gone with vxdp: a next one has nothing to take over.
+			os.Remove(nets.state)
+		}
+	}
 	c := vtep.Counters()
 	log.Info("counters", "rx_packets", c.RxPackets, "tx_packets", c.TxPackets,
 		"delivered", c.Delivered, "from_ports", c.FromPorts, "learned", c.Learned,

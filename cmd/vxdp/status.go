@@ -158,6 +158,18 @@ func printStatus(w io.Writer, addr, state string, a, b metrics, dt time.Duration
 	if b["vxdp_underlay_received_packets_total"] == nil {
 		return // not set up: nothing else to show
 	}
+	if b["vxdp_cluster_members"] != nil {
+		lease := "registered"
+		if b.get("vxdp_cluster_registered") == 0 {
+			lease = "NOT registered (registering)"
+		}
+		fmt.Fprintf(w, "cluster: %.0f members, %s, %.0f endpoints, revision %.0f; lease losses %.0f, etcd errors %.0f, resyncs %.0f\n",
+			b.get("vxdp_cluster_members"), lease, b.get("vxdp_cluster_endpoints"), b.get("vxdp_cluster_revision"),
+			b.get("vxdp_cluster_lease_losses_total"), b.get("vxdp_cluster_etcd_errors_total"), b.get("vxdp_cluster_resyncs_total"))
+	}
+	if b["vxdp_cni_attachments"] != nil {
+		fmt.Fprintf(w, "cni: %.0f attachments\n", b.get("vxdp_cni_attachments"))
+	}
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "\ttraffic\tpackets\tbytes\tpackets/s\tbits/s\t")

@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/vxdp/vxdp/bpf"
+	"github.com/vxdp/vxdp/cluster"
 	"github.com/vxdp/vxdp/dataplane"
 	"github.com/vxdp/vxdp/dataplane/fdb"
 	"github.com/vxdp/vxdp/dataplane/packet"
@@ -37,10 +38,15 @@ import (
 // two ports and two VNIs would report. The real dataplane needs root and namespaces; the
 // integration tests in cmd/vxdp scrape it.
 type snapshot struct {
-	state dataplane.State
-	stats dataplane.Stats
-	fdb   []dataplane.FDBTable
+	state   dataplane.State
+	stats   dataplane.Stats
+	fdb     []dataplane.FDBTable
+	cluster ClusterStats
 }
+
+// ClusterStats makes the snapshot a node in cluster mode, so that the cluster's metrics are
+// linted and checked against the README with the rest.
+func (s *snapshot) ClusterStats() ClusterStats { return s.cluster }
 
 func (s *snapshot) State() dataplane.State    { return s.state }
 func (s *snapshot) Stats() dataplane.Stats    { st := s.stats; st.State = s.state; return st }
@@ -48,6 +54,9 @@ func (s *snapshot) FDB() []dataplane.FDBTable { return s.fdb }
 
 func running() *snapshot {
 	s := &snapshot{state: dataplane.StateRunning}
+	s.cluster = ClusterStats{InCluster: true, Attachments: 2, Cluster: cluster.Status{
+		Members: 3, Endpoints: 4, Registered: true, LeaseID: 7, Registrations: 2, LeaseLosses: 1,
+		EtcdErrors: 5, Resyncs: 1, Compactions: 1, Invalid: 0, Revision: 42}}
 	c := &s.stats.Counters
 	c.RxPackets, c.RxBytes, c.TxPackets, c.TxBytes = 1000, 1_500_000, 900, 1_300_000
 	c.Delivered, c.DeliveredBytes, c.FromPorts, c.FromPortsBytes = 990, 1_400_000, 905, 1_250_000
@@ -286,6 +295,27 @@ func TestMetricsBeforeRunning(t *testing.T) {
 	for name := range mfs {
 		if strings.HasPrefix(name, "vxdp_") && name != "vxdp_up" && name != "vxdp_build_info" {
 			t.Errorf("%s served before the dataplane ran", name)
+		}
+	}
+}
+
+// TestClusterMetrics checks the cluster's numbers under their metrics.
+func TestClusterMetrics(t *testing.T) {
+	mfs, _ := scrape(t, running())
+	for name, want := range map[string]float64{
+		"vxdp_cluster_members": 3, "vxdp_cluster_endpoints": 4, "vxdp_cluster_registered": 1,
+		"vxdp_cluster_registrations_total": 2, "vxdp_cluster_lease_losses_total": 1, "vxdp_cluster_etcd_errors_total": 5,
+		"vxdp_cluster_resyncs_total": 1, "vxdp_cluster_watch_compactions_total": 1, "vxdp_cluster_revision": 42,
+		"vxdp_cni_attachments": 2,
+	} {
+		m := mfs[name].GetMetric()
+		if len(m) != 1 {
+			t.Errorf("%s: %d samples, want 1", name, len(m))
+			continue
+		}
+		got := m[0].GetCounter().GetValue() + m[0].GetGauge().GetValue()
+		if got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
 }

@@ -113,6 +113,9 @@ func Handler(src Source, version string, log *slog.Logger) http.Handler {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	if cs, ok := src.(ClusterSource); ok {
+		reg.MustRegister(clusterCollector{cs, src.State})
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog:            slog.NewLogLogger(log.Handler(), slog.LevelWarn),

@@ -658,6 +658,9 @@ func prefixPID(name, tag string) (int, bool) {
 			return pid, true
 		}
 	}
+	if isMeshRole(parts[2]) {
+		return pid, true
+	}
 	return 0, false
 }
 

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -120,44 +119,18 @@ func (t *Topology) StartVXDPConfig(ctx context.Context, s Side, binary, config s
 const vxdpRunning = `msg="vxdp running"`
 
 func (t *Topology) startVXDP(ctx context.Context, s Side, binary, config string, configure bool) (*VXDP, error) {
-	dir, err := os.MkdirTemp("", t.Prefix+"-vxdp")
+	v, err := startVXDPIn(ctx, t.Host(s), s.String(), binary, config, t.Prefix)
 	if err != nil {
-		return nil, fmt.Errorf("start vxdp: %w", err)
+		return nil, err
 	}
-	cfg := filepath.Join(dir, "vxdp-"+s.String()+".yaml")
-	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("start vxdp: %w", err)
-	}
-	v := &VXDP{Side: s, Config: cfg, dir: dir, log: &syncBuffer{}, done: make(chan struct{})}
-	// Not tied to ctx: the caller stops it with SIGTERM, to test the clean shutdown.
-	v.cmd = t.Host(s).Exec(context.Background(), binary, "run", "-config", cfg)
-	v.cmd.Stdout, v.cmd.Stderr = v.log, v.log
-	if err := v.cmd.Start(); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("start vxdp on host %s: %w", s, err)
-	}
-	go func() {
-		v.err = v.cmd.Wait()
-		os.RemoveAll(dir)
-		close(v.done)
-	}()
-	upCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	ready := make(chan error, 1)
+	v.Side = s
 	if configure {
-		go func() { ready <- t.ContainerIf(upCtx, s, "eth0") }()
-	} else {
-		go func() { ready <- v.waitLog(upCtx, vxdpRunning) }()
-	}
-	select {
-	case err = <-ready:
-	case <-v.done:
-		err = fmt.Errorf("vxdp exited: %v", v.err)
-	}
-	if err != nil {
-		v.Kill()
-		return nil, fmt.Errorf("start vxdp on host %s: %w\n%s", s, err, v.Log())
+		ictx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		if err := t.ContainerIf(ictx, s, "eth0"); err != nil {
+			v.Kill()
+			return nil, fmt.Errorf("start vxdp on host %s: %w\n%s", s, err, v.Log())
+		}
 	}
 	return v, nil
 }
