@@ -3,6 +3,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/csv"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -177,8 +179,16 @@ func TestRunCancelled(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(3500*time.Millisecond, cancel) // during the second run, kernel-rfs
-	res, err := Run(ctx, Options{Plan: plan})
+	// A second into the run after the first one recorded, whatever the first took on a
+	// loaded machine (a fixed time from the start found none recorded yet).
+	var once sync.Once
+	progress := writerFunc(func(p []byte) (int, error) {
+		if bytes.HasPrefix(p, []byte("[1/")) {
+			once.Do(func() { time.AfterFunc(time.Second, cancel) })
+		}
+		return len(p), nil
+	})
+	res, err := Run(ctx, Options{Plan: plan, Progress: progress})
 	if err == nil || res == nil || !res.Meta.Interrupted {
 		t.Fatalf("Run = %v, interrupted %v; want an error and partial results", err, res != nil && res.Meta.Interrupted)
 	}
@@ -194,3 +204,8 @@ func TestRunCancelled(t *testing.T) {
 		t.Errorf("rps_sock_flow_entries = %d (%v), want it back at %d", now, err, prev)
 	}
 }
+
+// writerFunc is an io.Writer of a function.
+type writerFunc func(p []byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
