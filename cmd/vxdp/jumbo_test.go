@@ -273,7 +273,12 @@ func (e *echoSocket) window(t *testing.T, batch []int) (lost []int) {
 	}
 	for replies := 0; replies < len(batch); {
 		n, _, err := unix.Recvfrom(e.fd, e.buf, 0)
-		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+		if errors.Is(err, unix.EINTR) {
+			// A signal (the Go runtime's preemption, a child's exit) interrupts a socket
+			// call with SO_RCVTIMEO set whatever SA_RESTART says (signal(7)): not a timeout.
+			continue
+		}
+		if errors.Is(err, unix.EAGAIN) {
 			break
 		}
 		if err != nil {
