@@ -420,9 +420,17 @@ func (e *egress) transmit(frames [][]byte) {
 	}
 	frames = kept
 	posted := e.sock.Transmit(frames)
-	for waited := time.Duration(0); posted < len(frames) && waited < txWait; waited += txPause {
+	waited := time.Duration(0)
+	for ; posted < len(frames) && waited < txWait; waited += txPause {
 		time.Sleep(txPause)
 		posted += e.sock.Transmit(frames[posted:])
+	}
+	// In copy mode a busy device leaves posted frames in the TX ring until the next wakeup,
+	// and none comes if the port goes quiet (a TCP sender waiting for the ACKs of exactly
+	// those frames): wake the kernel again until they are out.
+	for ; e.sock.TxPending() > 0 && waited < txWait; waited += txPause {
+		time.Sleep(txPause)
+		e.sock.Transmit(nil)
 	}
 	e.c.txPackets.Add(uint64(posted))
 	if posted < len(frames) {

@@ -164,6 +164,22 @@ func (s *Socket) Transmit(frames [][]byte) int {
 	return n
 }
 
+// TxPending returns how many posted frames the kernel has not taken from the TX ring yet;
+// 0 after Close. In copy mode the kernel takes them only within a wakeup, and a wakeup that
+// finds the device busy (EAGAIN with no progress: a veth whose peer's ring is full stops
+// its queue) leaves them there until the next one, which the caller must then make:
+// Transmit(nil). The RX socket's poll no longer does it (Socket.txfd).
+func (s *Socket) TxPending() int {
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if s.closed.Load() {
+		return 0
+	}
+	s.txMu.Lock()
+	defer s.txMu.Unlock()
+	return int(s.tx.pending())
+}
+
 // reapLocked moves the frames the kernel has completed back to the free list.
 func (s *Socket) reapLocked() {
 	n := s.comp.avail(s.comp.size())
