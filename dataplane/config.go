@@ -172,14 +172,16 @@ type fileConfig struct {
 	InnerVLAN         string `yaml:"inner_vlan"`
 
 	// The outer headers, named as iproute2's vxlan options.
-	TTL         string       `yaml:"ttl"`
-	TOS         string       `yaml:"tos"`
-	DF          string       `yaml:"df"`
-	SrcPort     []int        `yaml:"srcport"`
-	UDPChecksum *bool        `yaml:"udp_checksum"`
-	Learning    *bool        `yaml:"learning"`
-	Cluster     *fileCluster `yaml:"cluster"`
-	API         *string      `yaml:"api"`
+	TTL         string `yaml:"ttl"`
+	TOS         string `yaml:"tos"`
+	DF          string `yaml:"df"`
+	SrcPort     []int  `yaml:"srcport"`
+	UDPChecksum *bool  `yaml:"udp_checksum"`
+	Learning    *bool  `yaml:"learning"`
+
+	// Cluster mode and the API socket.
+	Cluster *fileCluster `yaml:"cluster"`
+	API     *string      `yaml:"api"`
 }
 
 type fileNetwork struct {
