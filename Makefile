@@ -49,7 +49,7 @@ vet:
 # The whole suite: vet, unit and root integration tests (with the race detector), every fuzz
 # target for TEST_FUZZTIME, and the benchmark suite's quick plan as a smoke test.
 test: deps-test $(BIN)/cnitool vet
-	$(GO) test -race -count=1 -timeout 10m ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
 	@$(MAKE) --no-print-directory bench-quick BENCH_OUT=$(BENCH_OUT)/quick
 
