@@ -155,6 +155,9 @@ func (b *bencher) run(ctx context.Context) (err error) {
 		}
 		fmt.Fprintf(b.out, "removed namespaces %s-{hA,hB,cA,cB}\n", tp.Prefix)
 	}()
+	if err := b.setFragTime(ctx); err != nil {
+		return fmt.Errorf("run benchmark: %w", err)
+	}
 	b.start = time.Now()
 	for rep := range p.Reps {
 		order := p.order(rep)
