@@ -493,6 +493,9 @@ func (b *bencher) measure(ctx context.Context, rep int, c Config, w Workload) Me
 	if err == nil {
 		after.delta(before, &run)
 	}
+	if run.Perf != "" { // after the window: perf report costs CPU of its own
+		run.PerfShares, run.PerfError = b.perfReport(ctx, run.Perf)
+	}
 	if ierr == nil {
 		run.BitsPerSecond, run.Bytes, run.Retransmits = res.BitsPerSecond, res.Bytes, res.Retransmits
 		if w.UDP {
@@ -527,6 +530,21 @@ func (b *bencher) perfRecord(ctx context.Context, rep int, c Config, w Workload)
 		}
 		return file, ""
 	}
+}
+
+// perfReport reads the shares by thread group of the perf profile in file.
+func (b *bencher) perfReport(ctx context.Context, file string) (map[string]float64, string) {
+	cmd := exec.CommandContext(ctx, "perf", "report", "-i", filepath.Join(b.opts.PerfDir, file),
+		"--stdio", "--sort", "comm", "--no-children", "-g", "none")
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Sprintf("perf report %s: %v", file, err)
+	}
+	shares, err := perfShares(string(out))
+	if err != nil {
+		return nil, fmt.Sprintf("perf report %s: %v", file, err)
+	}
+	return shares, ""
 }
 
 // profile starts fetching a CPU profile of every vxdp of configuration c over the run
