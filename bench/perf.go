@@ -60,3 +60,13 @@ func threadGroup(comm string) string {
 	}
 	return comm
 }
+
+// attribute gives thread group g of shares only the share of the run's own processes of
+// that name, own, and moves what other processes of the name took to "other <g>".
+func attribute(shares map[string]float64, g string, own float64) {
+	byName := shares[g]
+	shares[g] = own
+	if rest := byName - own; rest > 0 {
+		shares["other "+g] = rest
+	}
+}

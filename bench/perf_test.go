@@ -96,3 +96,19 @@ func TestSummaryPerf(t *testing.T) {
 		t.Errorf("perf table without profiles:\n%s", b.String())
 	}
 }
+
+func TestAttribute(t *testing.T) {
+	shares := map[string]float64{"vxdp": 40, "iperf3": 10, "idle": 50}
+	attribute(shares, "vxdp", 25)   // another vxdp on the machine took 15
+	attribute(shares, "iperf3", 10) // all of it the run's own
+	attribute(shares, "napi/ethB", 0)
+	want := map[string]float64{"vxdp": 25, "other vxdp": 15, "iperf3": 10, "idle": 50, "napi/ethB": 0}
+	if len(shares) != len(want) {
+		t.Errorf("shares %v, want %v", shares, want)
+	}
+	for k, w := range want {
+		if shares[k] != w {
+			t.Errorf("%s: %v, want %v", k, shares[k], w)
+		}
+	}
+}

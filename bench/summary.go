@@ -689,8 +689,8 @@ func (r *Results) summaryPerf(b *strings.Builder) {
 	fmt.Fprintf(b, "## Where the machine's time went (perf)\n\nShares of the samples of `perf record -a -g` over each "+
 		"run (-perf), by thread, medians over the repetitions, in percent: vxdp's threads, iperf3 (client and server), "+
 		"the wire's NAPI threads on A and B, ksoftirqd, the idle task, and everything else (other processes on the "+
-		"machine included). Work done in softirq context is counted to the thread it interrupted. Threads are "+
-		"grouped by name: on a shared machine, other processes named vxdp or iperf3 count in too.\n\n")
+		"machine included). Work done in softirq context is counted to the thread it interrupted. vxdp and "+
+		"iperf3 are the run's own processes (by process ID); others of those names count as other.\n\n")
 	table(b, append([]string{"workload", "configuration"}, append(slices.Clone(perfGroups), "other")...), rows)
 }
 
