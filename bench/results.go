@@ -110,6 +110,9 @@ type Measurement struct {
 	// missing profile does not fail the run.
 	Perf      string `json:"perf,omitempty"`
 	PerfError string `json:"perf_error,omitempty"`
+	// PerfShares is that profile's samples by thread group (vxdp, iperf3, napi/ethB,
+	// ksoftirqd, idle, ...: see threadGroup), in percent of all samples.
+	PerfShares map[string]float64 `json:"perf_shares,omitempty"`
 }
 
 // CPUPerGB is the machine's busy CPU-seconds per GB (1e9 bytes) the receiver got: the

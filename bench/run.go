@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -155,6 +157,9 @@ func (b *bencher) run(ctx context.Context) (err error) {
 		}
 		fmt.Fprintf(b.out, "removed namespaces %s-{hA,hB,cA,cB}\n", tp.Prefix)
 	}()
+	if err := b.setFragTime(ctx); err != nil {
+		return fmt.Errorf("run benchmark: %w", err)
+	}
 	b.start = time.Now()
 	for rep := range p.Reps {
 		order := p.order(rep)
@@ -210,7 +215,7 @@ func (b *bencher) block(ctx context.Context, rep int, c Config, last bool) {
 		if broken != "" {
 			run = Measurement{Rep: rep, Config: c.Name, Workload: w.Name, Start: time.Now(), Error: broken}
 		} else {
-			run = b.measure(ctx, rep, c, w)
+			run = b.measure(ctx, rep, c, w, ov)
 			if ctx.Err() != nil {
 				break // cut short by the signal: not a result
 			}
@@ -459,7 +464,7 @@ func (b *bencher) stillWorks(ctx context.Context, c Config, ov *overlay) string 
 
 // measure runs workload w on configuration c once, with a snapshot of the
 // machine's and the receiver's counters on each side of it.
-func (b *bencher) measure(ctx context.Context, rep int, c Config, w Workload) Measurement {
+func (b *bencher) measure(ctx context.Context, rep int, c Config, w Workload, ov *overlay) Measurement {
 	server, client, addr := b.endpoints(c)
 	run := Measurement{Rep: rep, Config: c.Name, Workload: w.Name, Start: time.Now()}
 	before, err := takeSnapshot(server)
@@ -489,6 +494,13 @@ func (b *bencher) measure(ctx context.Context, rep int, c Config, w Workload) Me
 	}
 	if err == nil {
 		after.delta(before, &run)
+	}
+	if run.Perf != "" { // after the window: perf report costs CPU of its own
+		var vxdps []int
+		for _, v := range ov.vxdp {
+			vxdps = append(vxdps, v.PID())
+		}
+		run.PerfShares, run.PerfError = b.perfReport(ctx, run.Perf, map[string][]int{"vxdp": vxdps, "iperf3": res.PIDs})
 	}
 	if ierr == nil {
 		run.BitsPerSecond, run.Bytes, run.Retransmits = res.BitsPerSecond, res.Bytes, res.Retransmits
@@ -524,6 +536,46 @@ func (b *bencher) perfRecord(ctx context.Context, rep int, c Config, w Workload)
 		}
 		return file, ""
 	}
+}
+
+// perfReport reads the shares by thread group of the perf profile in file. The groups
+// named in own count only the processes listed there, the run's own vxdp and iperf3:
+// samples of other processes of those names (another test on a shared machine) go to
+// "other <name>".
+func (b *bencher) perfReport(ctx context.Context, file string, own map[string][]int) (map[string]float64, string) {
+	report := func(filter ...string) (map[string]float64, error) {
+		args := append([]string{"report", "-i", filepath.Join(b.opts.PerfDir, file),
+			"--stdio", "--sort", "comm", "--no-children", "-g", "none"}, filter...)
+		out, err := exec.CommandContext(ctx, "perf", args...).Output()
+		if err != nil {
+			return nil, fmt.Errorf("perf report %s: %w", file, err)
+		}
+		return perfShares(string(out))
+	}
+	shares, err := report()
+	if err != nil {
+		return nil, err.Error()
+	}
+	for _, g := range slices.Sorted(maps.Keys(own)) {
+		ownShare := 0.0
+		if pids := own[g]; len(pids) > 0 {
+			var list []string
+			for _, pid := range pids {
+				list = append(list, strconv.Itoa(pid))
+			}
+			// --pid keeps each entry's share of all samples (perf's default
+			// --percentage absolute), so the entries add up to the processes' share.
+			mine, err := report("--pid", strings.Join(list, ","))
+			if err != nil && !errors.Is(err, errProcFormat) { // no samples of them: 0
+				return nil, err.Error()
+			}
+			for _, x := range mine {
+				ownShare += x
+			}
+		}
+		attribute(shares, g, ownShare)
+	}
+	return shares, ""
 }
 
 // profile starts fetching a CPU profile of every vxdp of configuration c over the run

@@ -227,6 +227,7 @@ func (r *Results) WriteSummary(w io.Writer) error {
 	r.summaryFlows(&b)
 	r.summarySizes(&b)
 	r.summaryCPU(&b)
+	r.summaryPerf(&b)
 	r.summaryVXDP(&b)
 	r.summaryFailures(&b)
 	if _, err := io.WriteString(w, b.String()); err != nil {
@@ -642,6 +643,55 @@ func (r *Results) summaryCPU(b *strings.Builder) {
 		table(b, []string{"configuration", "core", "usr", "sys", "irq", "softirq", "steal", "idle",
 			"NET_RX/s", "NET_TX/s", "IRQ/s", "IPI/s"}, rows)
 	}
+}
+
+// perfGroups are the thread groups the perf table gives a column each; the rest of the
+// samples are "other" (other processes, short-lived commands, kernel threads).
+var perfGroups = []string{"vxdp", "iperf3", "napi/ethA", "napi/ethB", "ksoftirqd", "idle"}
+
+// summaryPerf writes where the machine's time went in each run with a perf profile (-perf):
+// the median share of the samples of each thread group.
+func (r *Results) summaryPerf(b *strings.Builder) {
+	var rows [][]string
+	for _, w := range r.Plan.Workloads {
+		for _, c := range r.Plan.Configs {
+			shares := map[string][]float64{}
+			n := 0
+			for _, m := range r.Runs {
+				if m.Config != c.Name || m.Workload != w.Name || !m.OK() || len(m.PerfShares) == 0 {
+					continue
+				}
+				n++
+				named := 0.0
+				for _, g := range perfGroups {
+					shares[g] = append(shares[g], m.PerfShares[g])
+					named += m.PerfShares[g]
+				}
+				total := 0.0
+				for _, x := range m.PerfShares {
+					total += x
+				}
+				shares["other"] = append(shares["other"], total-named)
+			}
+			if n == 0 {
+				continue
+			}
+			row := []string{w.Name, c.Name}
+			for _, g := range append(slices.Clone(perfGroups), "other") {
+				row = append(row, fmt.Sprintf("%.1f", Median(shares[g])))
+			}
+			rows = append(rows, row)
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "## Where the machine's time went (perf)\n\nShares of the samples of `perf record -a -g` over each "+
+		"run (-perf), by thread, medians over the repetitions, in percent: vxdp's threads, iperf3 (client and server), "+
+		"the wire's NAPI threads on A and B, ksoftirqd, the idle task, and everything else (other processes on the "+
+		"machine included). Work done in softirq context is counted to the thread it interrupted. vxdp and "+
+		"iperf3 are the run's own processes (by process ID); others of those names count as other.\n\n")
+	table(b, append([]string{"workload", "configuration"}, append(slices.Clone(perfGroups), "other")...), rows)
 }
 
 // fmtCount prints a rate as a whole number, "—" when unknown.

@@ -51,6 +51,10 @@ type Iperf3Result struct {
 	OutOfOrder int
 	// JSON is iperf3's whole -J output.
 	JSON []byte
+	// PIDs are the process IDs of the server and of each client started (the client is
+	// retried while the server is not yet listening): a whole-machine profile tells the
+	// run's own iperf3 from other processes of that name by them.
+	PIDs []int
 
 	err string // the error iperf3 reported in its JSON, if any
 }
@@ -73,6 +77,8 @@ func (r Iperf3) Run(ctx context.Context) (Iperf3Result, error) {
 	if err := srv.Start(); err != nil {
 		return Iperf3Result{}, fmt.Errorf("start iperf3 server in %s: %w", r.Server, err)
 	}
+	// `ip netns exec` execs iperf3 in place: the process started is iperf3.
+	pids := []int{srv.Process.Pid}
 	// stopServer ends the server and waits for it, after which srvOut is safe to read:
 	// until then the server's output is still being copied into it.
 	srvStopped := false
@@ -104,7 +110,11 @@ func (r Iperf3) Run(ctx context.Context) (Iperf3Result, error) {
 	var out, errOut string
 	var err error
 	for try := 0; try < 30; try++ {
-		out, errOut, err = runSplit(r.Client.Exec(ctx, "iperf3", args...), r.Client.Name)
+		client := r.Client.Exec(ctx, "iperf3", args...)
+		out, errOut, err = runSplit(client, r.Client.Name)
+		if client.Process != nil {
+			pids = append(pids, client.Process.Pid)
+		}
 		// iperf3 3.12 -J exits 0 even when it could not connect: look at the text.
 		if !strings.Contains(out+errOut, "unable to connect") {
 			break
@@ -112,6 +122,7 @@ func (r Iperf3) Run(ctx context.Context) (Iperf3Result, error) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	res, jerr := parseIperf3([]byte(out), r.UDP)
+	res.PIDs = pids
 	if jerr != nil {
 		stopServer()
 		return res, fmt.Errorf("iperf3 client in %s: %w (stderr: %s; server: %s)", r.Client,

@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/vxdp/vxdp/dataplane"
 )
 
 // ethtoolSample is `ethtool -k` output of a veth on Linux 6.18, shortened.
@@ -292,5 +294,28 @@ func TestParseIperf3(t *testing.T) {
 	}
 	if res, _ := parseIperf3([]byte(`{"error":"unable to connect"}`), false); res.err != "unable to connect" {
 		t.Errorf("iperf3's error: %q", res.err)
+	}
+}
+
+// TestVXDPLocalConfig checks that the config of one vxdp with a port into each container
+// is one vxdp takes, with the ports where the local configurations of bench/ want them.
+func TestVXDPLocalConfig(t *testing.T) {
+	tp := &Topology{Prefix: "vxt-1-0", ContainerA: NS{"vxt-1-0-cA"}, ContainerB: NS{"vxt-1-0-cB"},
+		WireA: DefaultWireA, WireB: DefaultWireB, UnderlayA: DefaultUnderlayA, UnderlayB: DefaultUnderlayB,
+		VNI: DefaultVNI, Port: DefaultPort, OverlayMTU: DefaultOverlayMTU}
+	text := tp.VXDPLocalConfig(SideB, "tap: vxp1", "veth: vxv0", "workers: 2\n")
+	cfg, err := dataplane.ParseConfig(strings.NewReader(text))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	if cfg.Underlay != DefaultWireB || cfg.Workers != 2 || len(cfg.Networks) != 1 || len(cfg.Networks[0].Ports) != 2 {
+		t.Fatalf("config %+v from\n%s", cfg, text)
+	}
+	a, b := cfg.Networks[0].Ports[0], cfg.Networks[0].Ports[1]
+	if a.TAP != "vxp1" || a.Netns != tp.ContainerA.Path() || a.Ifname != "eth0" || a.MTU != DefaultOverlayMTU {
+		t.Errorf("container A's port %+v", a)
+	}
+	if b.Veth != "vxv0" || b.Netns != tp.ContainerB.Path() || b.Ifname != "eth0" || b.MTU != DefaultOverlayMTU {
+		t.Errorf("container B's port %+v", b)
 	}
 }
