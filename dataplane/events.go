@@ -20,7 +20,9 @@ type eventKind uint8
 const (
 	eventTAPWrite eventKind = iota // a TAP write failed
 	eventTxFull                    // frames found no room on the AF_XDP TX ring
-	eventTooBig                    // a frame dropped for its size
+	eventTooBig                    // a frame from a port larger than its MTU
+	eventInnerTooBig               // an inner frame from a remote larger than its VNI's ports take
+	eventTxTooLong                 // an underlay frame longer than the socket transmits
 	numEvents
 )
 
@@ -81,10 +83,18 @@ func (v *VTEP) txFull(t *tap, dropped int) {
 }
 
 // frameTooBig logs a frame of size bytes dropped for being larger than limit (counted
-// under d by the caller), at most once per eventInterval. It came from local port t, or
-// if t is nil from remote VTEP remote. No allocation unless it logs.
+// under d by the caller), at most once per eventInterval and reason, so that a flood of
+// one reason hides no other. It came from local port t, or if t is nil from remote VTEP
+// remote. No allocation unless it logs.
 func (v *VTEP) frameTooBig(d Drop, t *tap, remote netip.Addr, size, limit int) {
-	n, ok := v.events.allow(eventTooBig)
+	k := eventTooBig
+	switch d {
+	case DropInnerTooBig:
+		k = eventInnerTooBig
+	case DropTxTooLong:
+		k = eventTxTooLong
+	}
+	n, ok := v.events.allow(k)
 	if !ok {
 		return
 	}

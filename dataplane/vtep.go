@@ -404,9 +404,12 @@ func (v *VTEP) XDPCounters() (bpf.Counters, error) {
 	return v.prog.Counters()
 }
 
+// runExpiry removes aged FDB entries every expiryPeriod, and on the same tick logs what
+// the kernel dropped at the sockets since the last one (logSocketDrops).
 func (v *VTEP) runExpiry(ctx context.Context) {
 	tick := time.NewTicker(expiryPeriod)
 	defer tick.Stop()
+	var dropped uint64
 	for {
 		select {
 		case <-ctx.Done():
@@ -417,6 +420,22 @@ func (v *VTEP) runExpiry(ctx context.Context) {
 				n.fdb.Expire(v.clock.Now())
 			}
 			v.mu.RUnlock()
+			dropped = v.logSocketDrops(dropped)
 		}
 	}
+}
+
+// logSocketDrops logs the frames the kernel dropped at the AF_XDP sockets (their
+// rx_dropped) beyond last, the count at the previous look, and returns the count now.
+// The kernel counts there a frame longer than the socket takes (one UMEM frame without
+// multi-buffer: a remote VTEP whose MTU is larger than this node's ports need) and a frame
+// that found no free UMEM frame; vxdp never sees either, so this line, once per
+// expiryPeriod at most, is the only word of them besides vxdp_xsk_errors_total.
+func (v *VTEP) logSocketDrops(last uint64) uint64 {
+	now := v.SocketStats().RxDropped
+	if now > last {
+		v.log.Warn("af_xdp sockets dropped frames longer than they take or without a free frame",
+			"rx_dropped", now-last, "multibuffer", v.multiBuffer)
+	}
+	return now
 }
