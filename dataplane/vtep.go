@@ -253,7 +253,11 @@ func (v *VTEP) setup() error {
 	// Each queue may hold inFlight frames between its RX ring and the TAP writes: what the
 	// UMEM's RX part has beyond a full fill ring.
 	inFlight := umemFrames - txFrames - ringSize
-	depth := max(2, inFlight/v.cfg.MicroFlow)
+	perFlow := v.cfg.MicroFlow // UMEM frames a micro-flow holds: newQueue's descriptors
+	if v.multiBuffer {
+		perFlow = max(perFlow, xsk.MaxChunks)
+	}
+	depth := max(2, inFlight/perFlow)
 	for i, s := range v.socks {
 		groLen := 0
 		if v.cfg.Offload {

@@ -360,3 +360,16 @@ func echo(t *testing.T, ns topo.NS, dst net.IP, payload int) {
 		t.Fatalf("send a %d-byte echo from %s: %v", payload, ns, err)
 	}
 }
+
+// TestJumboNoOffload runs the jumbo checks with offload: false (one inner frame per TAP
+// read or write, no GRO or GSO) and micro-flows of one frame, which with multi-buffer
+// sockets still take a whole jumbo frame's UMEM frames.
+func TestJumboNoOffload(t *testing.T) {
+	needRoot(t)
+	tp := newJumboTopology(t, "jn")
+	if err := tp.KernelVXLAN(context.Background(), topo.SideA); err != nil {
+		t.Fatal(err)
+	}
+	v := startVXDPWith(t, tp, topo.SideB, "offload: false\nmicroflow: 1\n")
+	checkJumbo(t, tp, v)
+}
