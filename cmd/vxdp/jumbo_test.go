@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -107,7 +108,11 @@ func pingSweep(t *testing.T, ns topo.NS, dst net.IP, max int) {
 	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DO); err != nil {
 		t.Fatal(err)
 	}
-	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 8<<20)
+	// Room for a window of jumbo replies at their truesize: SO_RCVBUF is capped at
+	// rmem_max, which holds about 25 of them, and a loaded machine reads late.
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20); err != nil {
+		t.Fatal(err)
+	}
 	tv := unix.NsecToTimeval((200 * time.Millisecond).Nanoseconds())
 	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	to := &unix.SockaddrInet4{}
@@ -117,45 +122,50 @@ func pingSweep(t *testing.T, ns topo.NS, dst net.IP, max int) {
 	for size := 0; size <= max; size++ {
 		pending = append(pending, size)
 	}
-	const window = 32
+	const window = 16
 	req := make([]byte, 8+max)
 	buf := make([]byte, 65536)
+	// replied holds every size whose intact reply came back, whichever window it came in:
+	// a reply late for its own window still counts.
+	replied := make([]bool, max+1)
 	for round := 0; round < 3 && len(pending) > 0; round++ {
-		var lost []int
-		tried := len(pending)
-		for len(pending) > 0 {
-			batch := pending[:min(window, len(pending))]
-			pending = pending[len(batch):]
-			got := map[int]bool{}
+		for i := 0; i < len(pending); i += window {
+			batch := pending[i:min(i+window, len(pending))]
 			for _, size := range batch {
 				echoRequest(req[:8+size], id, uint16(size))
 				if err := unix.Sendto(fd, req[:8+size], 0, to); err != nil {
 					t.Fatalf("send echo request of %d bytes with DF: %v", size, err)
 				}
 			}
-			for len(got) < len(batch) {
+			waiting := len(batch)
+			for waiting > 0 {
 				n, _, err := unix.Recvfrom(fd, buf, 0)
 				if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-					break
+					break // 200 ms without a reply: on to the next window
 				}
 				if err != nil {
 					t.Fatal(err)
 				}
 				size, ok := echoReplyOf(buf[:n], id, dst)
-				if ok {
-					got[size] = true
+				if !ok || size > max || replied[size] {
+					continue
 				}
-			}
-			for _, size := range batch {
-				if !got[size] {
-					lost = append(lost, size)
+				replied[size] = true
+				if slices.Contains(batch, size) {
+					waiting--
 				}
 			}
 		}
-		pending = lost
-		if len(lost) == tried && round > 0 {
+		lost := pending[:0]
+		for _, size := range pending {
+			if !replied[size] {
+				lost = append(lost, size)
+			}
+		}
+		if round > 0 && len(lost) == len(pending) {
 			break // a retry brought nothing back: lost for good
 		}
+		pending = lost
 	}
 	if len(pending) > 0 {
 		t.Fatalf("%d of %d DF echo sizes got no intact reply after 3 tries, e.g. payloads %v", len(pending), max+1, pending[:min(10, len(pending))])
