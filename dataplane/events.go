@@ -18,11 +18,11 @@ type eventKind uint8
 
 // Per-packet events, each with its own rate limit.
 const (
-	eventTAPWrite eventKind = iota // a TAP write failed
-	eventTxFull                    // frames found no room on the AF_XDP TX ring
-	eventTooBig                    // a frame from a port larger than its MTU
-	eventInnerTooBig               // an inner frame from a remote larger than its VNI's ports take
-	eventTxTooLong                 // an underlay frame longer than the socket transmits
+	eventTAPWrite    eventKind = iota // a TAP write failed
+	eventTxFull                       // frames found no room on the AF_XDP TX ring
+	eventTooBig                       // a frame from a port larger than its MTU
+	eventInnerTooBig                  // an inner frame from a remote larger than its VNI's ports take
+	eventTxTooLong                    // an underlay frame longer than the socket transmits
 	numEvents
 )
 
