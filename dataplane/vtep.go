@@ -397,6 +397,7 @@ func (v *VTEP) SocketStats() xsk.Stats {
 		sum.RxInvalidDescs += st.RxInvalidDescs
 		sum.TxInvalidDescs += st.TxInvalidDescs
 		sum.TxNoRoom += st.TxNoRoom
+		sum.RxTooLong += st.RxTooLong
 		sum.Received += st.Received
 		sum.Transmitted += st.Transmitted
 	}
@@ -413,7 +414,7 @@ func (v *VTEP) XDPCounters() (bpf.Counters, error) {
 func (v *VTEP) runExpiry(ctx context.Context) {
 	tick := time.NewTicker(expiryPeriod)
 	defer tick.Stop()
-	var dropped uint64
+	var dropped [2]uint64
 	for {
 		select {
 		case <-ctx.Done():
@@ -429,17 +430,19 @@ func (v *VTEP) runExpiry(ctx context.Context) {
 	}
 }
 
-// logSocketDrops logs the frames the kernel dropped at the AF_XDP sockets (their
-// rx_dropped) beyond last, the count at the previous look, and returns the count now.
-// The kernel counts there a frame longer than the socket takes (one UMEM frame without
-// multi-buffer: a remote VTEP whose MTU is larger than this node's ports need) and a frame
-// that found no free UMEM frame; vxdp never sees either, so this line, once per
+// logSocketDrops logs the frames dropped at the AF_XDP sockets since last, the counts at
+// the previous look (the kernel's rx_dropped, and Receive's rx_too_long), and returns the
+// counts now. The kernel counts in rx_dropped a frame longer than the socket takes (one
+// UMEM frame without multi-buffer: a remote VTEP whose MTU is larger than this node's ports
+// need) and a frame that found no free UMEM frame; rx_too_long is a frame over more UMEM
+// frames than a micro-flow takes. vxdp never sees either, so this line, once per
 // expiryPeriod at most, is the only word of them besides vxdp_xsk_errors_total.
-func (v *VTEP) logSocketDrops(last uint64) uint64 {
-	now := v.SocketStats().RxDropped
-	if now > last {
+func (v *VTEP) logSocketDrops(last [2]uint64) [2]uint64 {
+	st := v.SocketStats()
+	now := [2]uint64{st.RxDropped, st.RxTooLong}
+	if now[0] > last[0] || now[1] > last[1] {
 		v.log.Warn("af_xdp sockets dropped frames longer than they take or without a free frame",
-			"rx_dropped", now-last, "multibuffer", v.multiBuffer)
+			"rx_dropped", now[0]-last[0], "rx_too_long", now[1]-last[1], "multibuffer", v.multiBuffer)
 	}
 	return now
 }

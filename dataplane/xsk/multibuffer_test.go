@@ -315,9 +315,10 @@ func (k *fakeKernel) deliverCut(pkt []byte, cuts []int) int {
 }
 
 // FuzzGather: a packet cut into chunks at any boundaries, received and gathered, is the
-// packet whole; Receive takes it whole or not at all; Gather into a buffer too short
-// gives nothing but still says how many descriptors the packet spans; every frame goes
-// back to the fill ring.
+// packet whole; Receive takes it whole or, given room for fewer descriptors than it spans,
+// drops it whole (counted) and takes the next packet as it is, never a tail on its own;
+// Gather into a buffer too short gives nothing but still says how many descriptors the
+// packet spans; every frame goes back to the fill ring.
 func FuzzGather(f *testing.F) {
 	f.Add(pattern(9014, 1), []byte{})
 	f.Add(pattern(9014, 2), []byte{1, 255, 3})
@@ -326,28 +327,22 @@ func FuzzGather(f *testing.F) {
 	f.Add(pattern(60, 5), []byte{59})
 	f.Add(pattern(4000, 6), []byte{0, 0, 0})
 	f.Fuzz(func(t *testing.T, pkt []byte, cutBytes []byte) {
-		const frameSize = 2048
+		const frameSize, numFrames, ringSize, txFrames = 2048, 64, 32, 8
 		room := frameSize - rxHeadroom
 		if len(pkt) == 0 || len(pkt) > MaxChunks*room {
 			return
 		}
-		s, k := newFakeSocket(t, 64, frameSize, 32, 8)
+		s, k := newFakeSocket(t, numFrames, frameSize, ringSize, txFrames)
 		s.setMultiBuffer(true)
 		cuts := make([]int, len(cutBytes))
 		for i, c := range cutBytes {
 			cuts[i] = int(c)*7 + 1 // 1 to 1786: every boundary reachable
 		}
 		posted := k.deliverCut(pkt, cuts)
-		if posted == 0 {
-			return // more chunks than the fill ring or RX ring holds
+		if posted == 0 || posted >= ringSize {
+			return // more chunks than the fill ring or RX ring holds, with a marker behind
 		}
-		// Room for fewer descriptors than the packet spans takes nothing.
-		if posted > 1 {
-			if n := s.Receive(make([]Desc, posted-1)); n != 0 {
-				t.Fatalf("Receive with room for %d of %d descriptors took %d", posted-1, posted, n)
-			}
-		}
-		descs := make([]Desc, 32)
+		descs := make([]Desc, ringSize)
 		n := s.Receive(descs)
 		if n != posted {
 			t.Fatalf("Receive took %d descriptors, the packet has %d", n, posted)
@@ -365,8 +360,27 @@ func FuzzGather(f *testing.F) {
 			}
 		}
 		s.Fill(descs[:n])
-		if st := s.ownStats(); st.Filled != uint64(n) || st.FillRefused != 0 {
-			t.Fatalf("stats %+v after filling %d", st, n)
+		if posted > 1 {
+			// Again, with room for one descriptor fewer than the packet spans, and a
+			// one-frame marker behind it: the packet goes, the marker comes whole.
+			marker := pattern(100, 0xaa)
+			if k.deliverCut(pkt, cuts) != posted || k.deliverCut(marker, nil) != 1 {
+				t.Fatal("no room to deliver again")
+			}
+			for range 2 {
+				if got := s.Receive(descs[:posted-1]); got != 0 && (got != 1 || !bytes.Equal(s.Frame(descs[0]), marker)) {
+					t.Fatalf("Receive with room for %d of %d descriptors took %d, not the marker alone", posted-1, posted, got)
+				} else if got == 1 {
+					s.Fill(descs[:1])
+					break
+				}
+			}
+			if st := s.ownStats(); st.RxTooLong != 1 {
+				t.Fatalf("RxTooLong %d after a packet longer than Receive's room", st.RxTooLong)
+			}
+		}
+		if st := s.ownStats(); st.FillRefused != 0 || k.inFill()+len(s.spare) != numFrames-txFrames {
+			t.Fatalf("stats %+v; %d frames in the fill ring and %d aside, want all %d back", st, k.inFill(), len(s.spare), numFrames-txFrames)
 		}
 	})
 }
