@@ -14,8 +14,9 @@ import (
 // Receive takes up to len(descs) descriptors from the RX ring without blocking and returns
 // how many it stored in descs. The caller then holds those frames: their bytes, from Frame,
 // stay valid until it hands them back with Fill. With multi-buffer it takes whole packets
-// only (a packet's last descriptor has Continued clear), so descs must have room for
-// MaxChunks descriptors or a long packet may never fit. RX side: one goroutine.
+// only (a packet's last descriptor has Continued clear); a packet that spans more
+// descriptors than len(descs) is dropped whole and counted in Stats.RxTooLong, so give it
+// room for MaxChunks descriptors or more. RX side: one goroutine.
 func (s *Socket) Receive(descs []Desc) int {
 	s.life.RLock()
 	if s.closed.Load() {
