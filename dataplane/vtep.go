@@ -440,9 +440,11 @@ func (v *VTEP) runExpiry(ctx context.Context) {
 func (v *VTEP) logSocketDrops(last [2]uint64) [2]uint64 {
 	st := v.SocketStats()
 	now := [2]uint64{st.RxDropped, st.RxTooLong}
-	if now[0] > last[0] || now[1] > last[1] {
+	// A socket closed since (its interface went away) takes its counts out of the sum.
+	grew := func(i int) uint64 { return now[i] - min(last[i], now[i]) }
+	if grew(0) > 0 || grew(1) > 0 {
 		v.log.Warn("af_xdp sockets dropped frames longer than they take or without a free frame",
-			"rx_dropped", now[0]-last[0], "rx_too_long", now[1]-last[1], "multibuffer", v.multiBuffer)
+			"rx_dropped", grew(0), "rx_too_long", grew(1), "multibuffer", v.multiBuffer)
 	}
 	return now
 }
