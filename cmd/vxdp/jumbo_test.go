@@ -383,3 +383,17 @@ func TestJumboNoOffload(t *testing.T) {
 	v := startVXDPWith(t, tp, topo.SideB, "offload: false\nmicroflow: 1\n")
 	checkJumbo(t, tp, v)
 }
+
+// TestJumboVethPort runs the jumbo checks with a veth port: the port's XDP program takes
+// frames longer than a page (frags) into multi-buffer sockets, and frames to the container
+// leave over several UMEM frames.
+func TestJumboVethPort(t *testing.T) {
+	needRoot(t)
+	tp := newJumboTopology(t, "jw")
+	tp.VethPorts = true
+	if err := tp.KernelVXLAN(context.Background(), topo.SideA); err != nil {
+		t.Fatal(err)
+	}
+	v := startVXDP(t, tp, topo.SideB)
+	checkJumbo(t, tp, v)
+}
