@@ -45,7 +45,10 @@ __attribute__((unused)) __u32 vxdp_port_reason_btf(enum vxdp_port_reason r)
 	return r;
 }
 
-SEC("xdp")
+// xdp.frags: a container's frame longer than a page (a port MTU above 3506)
+// reaches the program in several buffers; it reads none of them, and the
+// port's multi-buffer socket takes the frame whole.
+SEC("xdp.frags")
 int vxdp_port(struct xdp_md *ctx)
 {
 	__u32 key = VXDP_PORT_REDIRECTED;

@@ -38,10 +38,11 @@ const (
 	MaxMicroFlow = 512
 	// MaxWorkers bounds the ingress worker pool.
 	MaxWorkers = 256
-	// MaxVethMTU is the largest MTU of a veth port, in bytes: the kernel attaches XDP to a
-	// veth only if a frame fits one 4 KiB page after XDP's 256 bytes of headroom and the
-	// skb's shared info (3520 bytes), less the Ethernet header.
-	MaxVethMTU = 3506
+	// MaxVethMTU is the largest MTU of a veth port, in bytes, as of a TAP: the port's XDP
+	// program declares frags, so the kernel attaches it natively to a veth whose frames do
+	// not fit one page (above 3506), and the port's sockets are multi-buffer beyond one
+	// UMEM frame (jumbo.go).
+	MaxVethMTU = 9000
 	// DefaultAdmin is the admin server's address (metrics, pprof, health, FDB): loopback only,
 	// since pprof and the FDB are not for the network. The port is in the 9100-9999 range the
 	// Prometheus project keeps for exporters.

@@ -119,7 +119,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"dup name in netns", minimalConfig + "  - vni: 43\n    ports: [{tap: vxp1, netns: /run/netns/cB, ifname: eth0}]\n", "networks[1].ports[0].ifname: \"eth0\" is used twice"},
 		{"tap and veth", replace("- tap: vxp0", "- tap: vxp0\n        veth: vxv0"), "networks[0].ports[0]: has both tap and veth"},
 		{"bad veth", replace("- tap: vxp0", "- veth: vxv0/1"), "networks[0].ports[0].veth: \"vxv0/1\" is not a valid interface name"},
-		{"veth mtu", strings.Replace(replace("- tap: vxp0", "- veth: vxv0"), "mtu: 1450", "mtu: 3507", 1), "networks[0].ports[0].mtu: 3507 is out of range (68-3506)"},
+		{"veth mtu", strings.Replace(replace("- tap: vxp0", "- veth: vxv0"), "mtu: 1450", "mtu: 9001", 1), "networks[0].ports[0].mtu: 9001 is out of range (68-9000)"},
 		{"veth without netns or ifname", replace("- tap: vxp0\n        netns: /run/netns/cB\n        ifname: eth0", "- veth: vxv0"), "networks[0].ports[0].ifname: is required for a veth without netns"},
 		{"veth named as its peer", replace("- tap: vxp0\n        netns: /run/netns/cB\n        ifname: eth0", "- veth: vxv0\n        ifname: vxv0"), "networks[0].ports[0].veth: \"vxv0\" is used twice in vxdp's network namespace"},
 		{"veth named as a tap", minimalConfig + "  - vni: 43\n    ports: [{veth: vxp0, netns: /run/netns/cA}]\n", "networks[1].ports[0].veth: \"vxp0\" appears twice"},
@@ -237,7 +237,7 @@ func TestParseConfigVeth(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Port{
-		{Veth: "vxv0", Netns: "/run/netns/cA", MTU: MaxVethMTU},
+		{Veth: "vxv0", Netns: "/run/netns/cA", MTU: 3506},
 		{Veth: "vxv1", Ifname: "vxv1c", MTU: DefaultMTU},
 	}
 	got := c.Networks[1].Ports

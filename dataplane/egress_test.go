@@ -36,8 +36,15 @@ var egressDst = net.HardwareAddr{0x02, 0, 0, 0, 0x0e, 0x02}
 
 func newEgressNode(t testing.TB) *egressNode {
 	t.Helper()
+	return newEgressNodeMTU(t, 1500, 1450)
+}
+
+// newEgressNodeMTU is newEgressNode with a wire of wireMTU bytes and a port of portMTU;
+// a port MTU beyond one UMEM frame transmits on a multi-buffer socket, as a VTEP would.
+func newEgressNodeMTU(t testing.TB, wireMTU, portMTU int) *egressNode {
+	t.Helper()
 	enterVethNS(t, "egress")
-	wire := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "wire0", MTU: 1500}, PeerName: "wire1"}
+	wire := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "wire0", MTU: wireMTU}, PeerName: "wire1"}
 	if err := netlink.LinkAdd(wire); err != nil {
 		t.Fatal(err)
 	}
@@ -54,13 +61,15 @@ func newEgressNode(t testing.TB) *egressNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sock, err := xsk.Open(xsk.Options{Ifindex: l.Attrs().Index, NumFrames: umemFrames, RingSize: ringSize, TxFrames: txFrames})
+	cfg := &Config{Port: 4789, Local: netip.AddrFrom4([4]byte(testLocal)), Offload: true,
+		Networks: []Network{{VNI: 42, Ports: []Port{{TAP: "p42", MTU: portMTU}}}}}
+	sock, err := xsk.Open(xsk.Options{Ifindex: l.Attrs().Index, NumFrames: umemFrames, RingSize: ringSize, TxFrames: txFrames,
+		MultiBuffer: needsMultiBuffer(cfg)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sock.Close() })
 
-	cfg := &Config{Port: 4789, Local: netip.AddrFrom4([4]byte(testLocal)), Offload: true}
 	v := &VTEP{cfg: cfg, log: slog.New(slog.NewTextHandler(io.Discard, nil)), nets: map[uint32]*network{},
 		resolve: make(chan struct{}, 1), room: offload.HdrLen}
 	table, err := fdb.New(fdb.Options{Cap: 64})
@@ -78,7 +87,7 @@ func newEgressNode(t testing.TB) *egressNode {
 	if table.Learn(fdb.MACFrom(egressDst), fdb.RemoteVTEP(0), 1) != fdb.LearnAdded {
 		t.Fatal("learn the destination")
 	}
-	p := &tap{port: Port{TAP: "p42", MTU: 1450}, index: 0, net: n, vnet: true}
+	p := &tap{port: cfg.Networks[0].Ports[0], index: 0, net: n, vnet: true}
 	n.ports = []*tap{p}
 	v.nets[42], v.ports, v.remotes = n, []*tap{p}, []*remote{r}
 	c := &counters{}
@@ -97,6 +106,11 @@ func tapRead(buf []byte, h offload.VirtioNetHdr, frame []byte) int {
 // TAP with TSO: payload bytes behind one set of headers, the checksum left to the
 // segmenter, and the virtio_net_hdr that says so.
 func tsoFrame(t testing.TB, payload int) (offload.VirtioNetHdr, []byte) {
+	return tsoFrameMSS(t, payload, 1398)
+}
+
+// tsoFrameMSS is tsoFrame with segments of mss bytes of payload.
+func tsoFrameMSS(t testing.TB, payload, mss int) (offload.VirtioNetHdr, []byte) {
 	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, Flags: layers.IPv4DontFragment, Id: 7,
 		SrcIP: net.IPv4(198, 51, 100, 1).To4(), DstIP: net.IPv4(198, 51, 100, 2).To4()}
 	tcp := &layers.TCP{SrcPort: 40000, DstPort: 5201, Seq: 1, Ack: 1, ACK: true, PSH: true, Window: 500}
@@ -106,7 +120,7 @@ func tsoFrame(t testing.TB, payload int) (offload.VirtioNetHdr, []byte) {
 	frame := serialize(t, &layers.Ethernet{SrcMAC: testInnerSrc, DstMAC: egressDst, EthernetType: layers.EthernetTypeIPv4},
 		ip, tcp, gopacket.Payload(bytes.Repeat([]byte{0x5a}, payload)))
 	return offload.VirtioNetHdr{Flags: offload.FlagNeedsCsum, GSOType: offload.GSOTCPv4, HdrLen: 54,
-		GSOSize: 1398, CsumStart: 34, CsumOffset: 16}, frame
+		GSOSize: uint16(mss), CsumStart: 34, CsumOffset: 16}, frame
 }
 
 // TestEgressNoAllocs: a port reader's work on a TSO super-frame and on a plain frame, from
@@ -143,6 +157,57 @@ func TestEgressNoAllocs(t *testing.T) {
 func BenchmarkEgressTSO(b *testing.B) {
 	en := newEgressNode(b)
 	h, super := tsoFrame(b, 45*1398)
+	buf := make([]byte, packet.Headroom+offload.MaxFrameLen)
+	size := tapRead(buf, h, super)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(super)))
+	for b.Loop() {
+		en.e.readVnet(buf, size, 1)
+		en.e.flush()
+	}
+}
+
+// jumboMSS is the TCP payload of a full segment at the jumbo port MTU, 8950 less 40 bytes
+// of IPv4 and TCP headers and 12 of timestamps: what Linux sends at that MTU.
+const jumboMSS = 8950 - 40 - 12
+
+// TestEgressNoAllocsJumbo is TestEgressNoAllocs at wire MTU 9000 and port MTU 8950: the
+// segments of a TSO super-frame are jumbo frames that Transmit cuts across three TX
+// frames each, and still nothing is allocated and every segment goes out.
+func TestEgressNoAllocsJumbo(t *testing.T) {
+	en := newEgressNodeMTU(t, 9000, 8950)
+	if !en.sock.MultiBuffer() {
+		t.Fatal("the socket of a port of mtu 8950 is not multi-buffer")
+	}
+	h, super := tsoFrameMSS(t, 60000, jumboMSS)
+	buf := make([]byte, packet.Headroom+offload.MaxFrameLen)
+	round := func() {
+		en.e.readVnet(buf, tapRead(buf, h, super), 1)
+		en.e.flush()
+	}
+	round()
+	before, descs := en.c.txPackets.Load(), en.sock.Stats
+	st0, _ := descs()
+	if n := testing.AllocsPerRun(100, round); n != 0 {
+		t.Fatalf("%.1f allocations per round", n)
+	}
+	segs := (60000 + jumboMSS - 1) / jumboMSS
+	if got := en.c.txPackets.Load() - before; got != uint64(101*segs) {
+		var c Counters
+		c.add(en.c)
+		t.Fatalf("%d frames transmitted in 101 rounds, want %d (drops: %v)", got, 101*segs, c.Drops)
+	}
+	st1, _ := descs()
+	if d := st1.Transmitted - st0.Transmitted; d <= uint64(101*segs) || st1.TxTooLong != 0 {
+		t.Fatalf("%d TX descriptors for %d jumbo frames (%d too long): not cut across frames", d, 101*segs, st1.TxTooLong)
+	}
+}
+
+// BenchmarkEgressTSOJumbo is BenchmarkEgressTSO at port MTU 8950: a 64 KB super-frame of
+// 7 jumbo segments, each transmitted over three UMEM frames.
+func BenchmarkEgressTSOJumbo(b *testing.B) {
+	en := newEgressNodeMTU(b, 9000, 8950)
+	h, super := tsoFrameMSS(b, 7*jumboMSS, jumboMSS)
 	buf := make([]byte, packet.Headroom+offload.MaxFrameLen)
 	size := tapRead(buf, h, super)
 	b.ReportAllocs()

@@ -18,10 +18,12 @@ type eventKind uint8
 
 // Per-packet events, each with its own rate limit.
 const (
-	eventTAPWrite  eventKind = iota // a TAP write failed
-	eventTxFull                     // frames found no room on the AF_XDP TX ring
-	eventTooBig                     // a frame dropped for its size
-	eventQueueRead                  // the underlay's queues in use could not be read
+	eventTAPWrite    eventKind = iota // a TAP write failed
+	eventTxFull                       // frames found no room on the AF_XDP TX ring
+	eventTooBig                       // a frame from a port larger than its MTU
+	eventInnerTooBig                  // an inner frame from a remote larger than its VNI's ports take
+	eventTxTooLong                    // an underlay frame longer than the socket transmits
+	eventQueueRead                    // the underlay's queues in use could not be read
 	numEvents
 )
 
@@ -82,10 +84,18 @@ func (v *VTEP) txFull(t *tap, dropped int) {
 }
 
 // frameTooBig logs a frame of size bytes dropped for being larger than limit (counted
-// under d by the caller), at most once per eventInterval. It came from local port t, or
-// if t is nil from remote VTEP remote. No allocation unless it logs.
+// under d by the caller), at most once per eventInterval and reason, so that a flood of
+// one reason hides no other. It came from local port t, or if t is nil from remote VTEP
+// remote. No allocation unless it logs.
 func (v *VTEP) frameTooBig(d Drop, t *tap, remote netip.Addr, size, limit int) {
-	n, ok := v.events.allow(eventTooBig)
+	k := eventTooBig
+	switch d {
+	case DropInnerTooBig:
+		k = eventInnerTooBig
+	case DropTxTooLong:
+		k = eventTxTooLong
+	}
+	n, ok := v.events.allow(k)
 	if !ok {
 		return
 	}

@@ -105,10 +105,15 @@ func TestFrameTooBigLogs(t *testing.T) {
 		}
 	}
 	remote := netip.MustParseAddr("192.0.2.9")
+	buf.Reset()
+	v.frameTooBig(DropInnerTooBig, nil, remote, 9000, 1464)
+	if !strings.Contains(buf.String(), "reason=inner_too_big") {
+		t.Errorf("a size drop of another reason within the interval was not logged: %q", buf.String())
+	}
 	if allocs := testing.AllocsPerRun(1000, func() { v.frameTooBig(DropInnerTooBig, nil, remote, 9000, 1464) }); allocs != 0 {
 		t.Errorf("a suppressed size drop allocates %v times", allocs)
 	}
-	v.events.kinds[eventTooBig].next.Store(0) // the interval has passed
+	v.events.kinds[eventInnerTooBig].next.Store(0) // the interval has passed
 	buf.Reset()
 	v.frameTooBig(DropInnerTooBig, nil, remote, 9000, 1464)
 	line = buf.String()

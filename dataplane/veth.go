@@ -139,6 +139,7 @@ func openVeth(p Port, index int) (_ *tap, replaced bool, err error) {
 		s, err := xsk.Open(xsk.Options{
 			Ifindex: vp.ifindex, Queue: q,
 			NumFrames: vethFrames, RingSize: ringSize, TxFrames: vethTxFrames,
+			MultiBuffer: 14+p.MTU > singleBufferRoom,
 		})
 		if err != nil {
 			return nil, replaced, fmt.Errorf("open af_xdp socket on veth %s queue %d: %w", p.Veth, q, err)
@@ -320,7 +321,13 @@ func (v *VTEP) runVeth(t *tap, c *counters) {
 // fill ring once it is transmitted.
 func (v *VTEP) readVeth(t *tap, s *xsk.Socket, c *counters) {
 	e := newEgress(v, t, c, v.txSocket(t.index))
-	descs := make([]xsk.Desc, batchSize)
+	descs := make([]xsk.Desc, max(batchSize, xsk.MaxChunks))
+	// The frames of a batch that span several UMEM frames, each gathered behind its own
+	// headroom, stay here until the batch is transmitted: room for every byte descs holds.
+	var arena []byte
+	if s.MultiBuffer() {
+		arena = make([]byte, len(descs)*(packet.Headroom+s.FrameSize()-xsk.RxHeadroom))
+	}
 	for {
 		n := s.Receive(descs)
 		if n == 0 {
@@ -334,9 +341,22 @@ func (v *VTEP) readVeth(t *tap, s *xsk.Socket, c *counters) {
 			continue
 		}
 		now := v.clock.Now()
+		jumbo := arena
 		v.mu.RLock() // once per batch: the ports, networks and remotes hold still (Reload)
-		for i := range descs[:n] {
-			buf := s.FrameWithRoom(descs[i], packet.Headroom)
+		for i := 0; i < n; {
+			var buf []byte
+			size := int(descs[i].Len)
+			if descs[i].Continued { // over several UMEM frames: gathered, then as any other
+				frame, took := s.Gather(descs[i:n], jumbo[packet.Headroom:])
+				i += took
+				if frame != nil {
+					buf, size = jumbo[:packet.Headroom+len(frame)], len(frame)
+					jumbo = jumbo[len(buf):]
+				}
+			} else {
+				buf = s.FrameWithRoom(descs[i], packet.Headroom)
+				i++
+			}
 			if buf == nil { // not a frame of this socket's UMEM: the kernel never posts one
 				c.outPackets.Add(1)
 				c.drops[DropRunt].Add(1)
@@ -345,7 +365,7 @@ func (v *VTEP) readVeth(t *tap, s *xsk.Socket, c *counters) {
 			// The bytes in front of the frame are a plain virtio_net_hdr for TAP ports with
 			// offloads (forward delivers them); the frame's last use left headers there.
 			clear(buf[packet.Headroom-v.room : packet.Headroom])
-			e.readPlain(buf, int(descs[i].Len), now)
+			e.readPlain(buf, size, now)
 		}
 		e.flush()
 		v.mu.RUnlock()

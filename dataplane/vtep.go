@@ -242,7 +242,11 @@ func (v *VTEP) setup() error {
 	// Each queue may hold inFlight frames between its RX ring and the TAP writes: what the
 	// UMEM's RX part has beyond a full fill ring.
 	inFlight := umemFrames - txFrames - ringSize
-	v.depth = max(2, inFlight/v.cfg.MicroFlow)
+	perFlow := v.cfg.MicroFlow // UMEM frames a micro-flow holds: newQueue's descriptors
+	if v.multiBuffer {
+		perFlow = max(perFlow, xsk.MaxChunks)
+	}
+	v.depth = max(2, inFlight/perFlow)
 	v.workerCnt = make([]counters, v.cfg.Workers)
 	process, err := v.workerFunc() // v.process, unless a test arms faults (faults.go)
 	if err != nil {
@@ -447,6 +451,7 @@ func (v *VTEP) SocketStats() xsk.Stats {
 		sum.RxInvalidDescs += st.RxInvalidDescs
 		sum.TxInvalidDescs += st.TxInvalidDescs
 		sum.TxNoRoom += st.TxNoRoom
+		sum.RxTooLong += st.RxTooLong
 		sum.Received += st.Received
 		sum.Transmitted += st.Transmitted
 	}
@@ -458,9 +463,12 @@ func (v *VTEP) XDPCounters() (bpf.Counters, error) {
 	return v.prog.Counters()
 }
 
+// runExpiry removes aged FDB entries every expiryPeriod, and on the same tick logs what
+// the kernel dropped at the sockets since the last one (logSocketDrops).
 func (v *VTEP) runExpiry(ctx context.Context) {
 	tick := time.NewTicker(expiryPeriod)
 	defer tick.Stop()
+	var dropped [2]uint64
 	for {
 		select {
 		case <-ctx.Done():
@@ -471,6 +479,26 @@ func (v *VTEP) runExpiry(ctx context.Context) {
 				n.fdb.Expire(v.clock.Now())
 			}
 			v.mu.RUnlock()
+			dropped = v.logSocketDrops(dropped)
 		}
 	}
+}
+
+// logSocketDrops logs the frames dropped at the AF_XDP sockets since last, the counts at
+// the previous look (the kernel's rx_dropped, and Receive's rx_too_long), and returns the
+// counts now. The kernel counts in rx_dropped a frame longer than the socket takes (one
+// UMEM frame without multi-buffer: a remote VTEP whose MTU is larger than this node's ports
+// need) and a frame that found no free UMEM frame; rx_too_long is a frame over more UMEM
+// frames than a micro-flow takes. vxdp never sees either, so this line, once per
+// expiryPeriod at most, is the only word of them besides vxdp_xsk_errors_total.
+func (v *VTEP) logSocketDrops(last [2]uint64) [2]uint64 {
+	st := v.SocketStats()
+	now := [2]uint64{st.RxDropped, st.RxTooLong}
+	// A socket closed since (its interface went away) takes its counts out of the sum.
+	grew := func(i int) uint64 { return now[i] - min(last[i], now[i]) }
+	if grew(0) > 0 || grew(1) > 0 {
+		v.log.Warn("af_xdp sockets dropped frames longer than they take or without a free frame",
+			"rx_dropped", grew(0), "rx_too_long", grew(1), "multibuffer", v.multiBuffer)
+	}
+	return now
 }

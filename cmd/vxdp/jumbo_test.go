@@ -7,8 +7,10 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -419,4 +421,103 @@ func udpDF(t *testing.T, tp *topo.Topology, s topo.Side, size, n int) {
 	if got < n*95/100 {
 		t.Fatalf("only %d of %d unfragmented %d-byte datagrams arrived intact", got, n, size)
 	}
+}
+
+// TestJumboSizeDrops: vxdp's ports at MTU 1450 on a 9000-byte wire, the kernel's side at
+// 8950. Every frame too large somewhere is dropped, counted and logged under a reason of
+// its own: a 3000-byte echo from the kernel's side fits one UMEM frame but not the port
+// (inner_too_big); an 8000-byte one is longer than the single-buffer socket takes (the
+// kernel's rx_dropped); a 3000-byte one from a container whose interface was raised
+// behind vxdp's back exceeds the port's MTU (too_big).
+func TestJumboSizeDrops(t *testing.T) {
+	needRoot(t)
+	tp := newJumboTopology(t, "js")
+	if err := tp.KernelVXLAN(context.Background(), topo.SideA); err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(tp.VXDPConfig(topo.SideB, ""), fmt.Sprintf("mtu: %d", jumboOverlayMTU), "mtu: 1450", 1)
+	v, err := tp.StartVXDPConfig(context.Background(), topo.SideB, vxdpBinary, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := v.Stop(); err != nil || t.Failed() {
+			t.Logf("vxdp: exit %v; log:\n%s", err, v.Log())
+		}
+	})
+	// The container's interface at 8950: what a misconfigured container would have.
+	if err := tp.ContainerIf(context.Background(), topo.SideB, "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	waitPing(t, tp.ContainerA, tp.OverlayB.Addr(), 5*time.Second)
+	if strings.Contains(v.Log(), "multibuffer=true") {
+		t.Fatal("vxdp opened multi-buffer sockets for ports of mtu 1450")
+	}
+	echo(t, tp.ContainerA, tp.OverlayB.Addr().AsSlice(), 3000)
+	echo(t, tp.ContainerA, tp.OverlayB.Addr().AsSlice(), 8000)
+	echo(t, tp.ContainerB, tp.OverlayA.Addr().AsSlice(), 3000)
+	want := []string{
+		`reason=inner_too_big remote=` + tp.UnderlayA.Addr().String() + ` bytes=3042 limit=1464`,
+		`reason=too_big port=` + topo.VXDPTapIf,
+		`msg="af_xdp sockets dropped frames longer than they take or without a free frame" rx_dropped=`,
+	}
+	deadline := time.Now().Add(12 * time.Second) // the kernel's drops are looked at every 5 s
+	for _, w := range want {
+		for !strings.Contains(v.Log(), w) && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if !strings.Contains(v.Log(), w) {
+			t.Errorf("vxdp's log lacks %q", w)
+		}
+	}
+}
+
+// echo sends one ICMP echo request with payload bytes and DF set from inside ns to dst.
+func echo(t *testing.T, ns topo.NS, dst net.IP, payload int) {
+	t.Helper()
+	err := ns.Do(func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DO); err != nil {
+			return err
+		}
+		to := &unix.SockaddrInet4{}
+		copy(to.Addr[:], dst.To4())
+		req := make([]byte, 8+payload)
+		echoRequest(req, 0x1616, uint16(payload))
+		return unix.Sendto(fd, req, 0, to)
+	})
+	if err != nil {
+		t.Fatalf("send a %d-byte echo from %s: %v", payload, ns, err)
+	}
+}
+
+// TestJumboNoOffload runs the jumbo checks with offload: false (one inner frame per TAP
+// read or write, no GRO or GSO) and micro-flows of one frame, which with multi-buffer
+// sockets still take a whole jumbo frame's UMEM frames.
+func TestJumboNoOffload(t *testing.T) {
+	needRoot(t)
+	tp := newJumboTopology(t, "jn")
+	if err := tp.KernelVXLAN(context.Background(), topo.SideA); err != nil {
+		t.Fatal(err)
+	}
+	v := startVXDPWith(t, tp, topo.SideB, "offload: false\nmicroflow: 1\n")
+	checkJumbo(t, tp, v)
+}
+
+// TestJumboVethPort runs the jumbo checks with a veth port: the port's XDP program takes
+// frames longer than a page (frags) into multi-buffer sockets, and frames to the container
+// leave over several UMEM frames.
+func TestJumboVethPort(t *testing.T) {
+	needRoot(t)
+	tp := newJumboTopology(t, "jw")
+	tp.VethPorts = true
+	if err := tp.KernelVXLAN(context.Background(), topo.SideA); err != nil {
+		t.Fatal(err)
+	}
+	v := startVXDP(t, tp, topo.SideB)
+	checkJumbo(t, tp, v)
 }

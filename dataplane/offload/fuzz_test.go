@@ -198,33 +198,49 @@ func byteChooser(data []byte) func(n int) int {
 // the round trip: every frame comes back byte for byte, related frames in order, no
 // super-frame over 64 KB or mixing flows.
 func FuzzCoalesceSegment(f *testing.F) {
+	addCoalesceSeeds(f)
+	f.Fuzz(func(t *testing.T, data []byte) { coalesceSegment(t, data, testMTU) })
+}
+
+// FuzzCoalesceSegmentJumbo is FuzzCoalesceSegment at the overlay MTU of a 9000-byte
+// underlay: segments of up to 8950 bytes of IP, at most seven to a super-frame.
+func FuzzCoalesceSegmentJumbo(f *testing.F) {
+	addCoalesceSeeds(f)
+	f.Fuzz(func(t *testing.T, data []byte) { coalesceSegment(t, data, jumboMTU) })
+}
+
+func addCoalesceSeeds(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{1, 0, 0, 1, 200, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20})
 	f.Add(bytes.Repeat([]byte{3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9}, 20))
 	f.Add(bytes.Repeat([]byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255}, 10))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		choose := byteChooser(data)
-		g := &streamGen{tb: t, choose: choose}
-		cfg := CoalescerConfig{MaxFlows: 1 + choose(6), UDP: choose(2) == 0, ReuseBuffers: choose(2) == 0, InPlace: choose(2) == 0}
-		for i := range 1 + choose(6) {
-			spec := defaultFlow(i, choose(2) == 0, cfg.UDP && choose(3) == 0)
-			spec.ts = !spec.udp && choose(2) == 0
-			mss := 0
-			if choose(2) == 0 {
-				mss = 4 + choose(testMTU-spec.ipHdrLen()-3)
-			}
-			g.addFlow(spec, mss)
+}
+
+// coalesceSegment builds random flows from data with segments of up to mtu bytes of IP,
+// coalesces them and segments the super-frames again at mtu: every frame comes back,
+// related frames in order.
+func coalesceSegment(t *testing.T, data []byte, mtu int) {
+	choose := byteChooser(data)
+	g := &streamGen{tb: t, choose: choose}
+	cfg := CoalescerConfig{MaxFlows: 1 + choose(6), UDP: choose(2) == 0, ReuseBuffers: choose(2) == 0, InPlace: choose(2) == 0}
+	for i := range 1 + choose(6) {
+		spec := defaultFlow(i, choose(2) == 0, cfg.UDP && choose(3) == 0)
+		spec.ts = !spec.udp && choose(2) == 0
+		mss := mtu - spec.ipHdrLen()
+		if choose(2) == 0 {
+			mss = 4 + choose(mtu-spec.ipHdrLen()-3)
 		}
-		for range 1 + choose(200) {
-			g.step()
-		}
-		bufLen := MinBufLen
-		if choose(4) == 0 {
-			bufLen = HdrLen + 100 + choose(30000)
-		}
-		out := coalesceAll(t, cfg, g.frames, choose, bufLen)
-		checkEmitted(t, out)
-		segs, _ := expand(t, out, testMTU)
-		checkOrder(t, g.frames, segs)
-	})
+		g.addFlow(spec, mss)
+	}
+	for range 1 + choose(200) {
+		g.step()
+	}
+	bufLen := MinBufLen
+	if choose(4) == 0 {
+		bufLen = HdrLen + 100 + choose(30000)
+	}
+	out := coalesceAll(t, cfg, g.frames, choose, bufLen)
+	checkEmitted(t, out)
+	segs, _ := expand(t, out, mtu)
+	checkOrder(t, g.frames, segs)
 }

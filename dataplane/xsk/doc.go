@@ -16,6 +16,10 @@
 //     Errors from those kicks are counted in Stats, never returned or panicked on.
 //   - Zero-copy is tried first and copy mode taken when the driver cannot do it (veth
 //     cannot); ZeroCopy reports the outcome.
+//   - With Options.MultiBuffer the socket binds with XDP_USE_SG (copy mode since Linux 6.6):
+//     a packet longer than a frame spans several, its descriptors chained by XDP_PKT_CONTD
+//     (Desc.Continued). Receive hands out whole packets only, Gather joins one into a
+//     buffer, and Transmit cuts a long packet across TX frames as it copies it in.
 //
 // Frame ownership. The UMEM is split in two. The RX part cycles fill ring -> RX ring ->
 // caller -> Fill -> fill ring; a frame goes back to the fill ring only when the caller

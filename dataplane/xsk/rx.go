@@ -14,13 +14,17 @@ import (
 // Receive takes up to len(descs) descriptors from the RX ring without blocking and returns
 // how many it stored in descs. The caller then holds those frames: their bytes, from Frame,
 // stay valid until it hands them back with Fill. With multi-buffer it takes whole packets
-// only (a packet's last descriptor has Continued clear), so descs must have room for
-// MaxChunks descriptors or a long packet may never fit. RX side: one goroutine.
+// only (a packet's last descriptor has Continued clear); a packet that spans more
+// descriptors than len(descs) is dropped whole and counted in Stats.RxTooLong, so give it
+// room for MaxChunks descriptors or more. RX side: one goroutine.
 func (s *Socket) Receive(descs []Desc) int {
 	s.life.RLock()
 	if s.closed.Load() {
 		s.life.RUnlock()
 		return 0
+	}
+	if s.rxDropping {
+		s.dropRxPacket()
 	}
 	want := uint32(min(len(descs), int(s.rx.size())))
 	n := s.rx.avail(want)
@@ -28,8 +32,15 @@ func (s *Socket) Receive(descs []Desc) int {
 	if s.multiBuffer {
 		// The kernel publishes a packet's descriptors together, so only a cut by want
 		// leaves a packet's head without its tail: that part stays for the next call.
+		full := n == want
 		for n > 0 && s.rx.entries[(idx+n-1)&s.rx.mask].Options&unix.XDP_PKT_CONTD != 0 {
 			n--
+		}
+		if n == 0 && full {
+			// A packet longer than descs: it would never fit, and taking part of it
+			// would let its tail pass for a packet of its own. Dropped whole.
+			s.rxDropping = true
+			s.dropRxPacket()
 		}
 	}
 	numFrames := uint64(len(s.umem)) >> s.frameShift
@@ -47,6 +58,31 @@ func (s *Socket) Receive(descs []Desc) int {
 	}
 	s.life.RUnlock()
 	return int(n)
+}
+
+// dropRxPacket discards the packet at the head of the RX ring, as far as the ring holds it,
+// and clears rxDropping once its last descriptor is gone: its frames go back to the fill
+// ring without reaching the caller. It counts the packet in Stats.RxTooLong.
+func (s *Socket) dropRxPacket() {
+	n := s.rx.avail(s.rx.size())
+	idx := s.rx.cachedCons
+	numFrames := uint64(len(s.umem)) >> s.frameShift
+	k := uint32(0)
+	for k < n {
+		e := s.rx.entries[(idx+k)&s.rx.mask]
+		k++
+		if f := e.Addr >> s.frameShift; e.Addr >= s.rxBase && f < numFrames && len(s.spare) < cap(s.spare) {
+			s.spare = append(s.spare, f<<s.frameShift)
+		}
+		if e.Options&unix.XDP_PKT_CONTD == 0 {
+			s.rxDropping = false
+			s.rxCtr.tooLong.Add(1)
+			break
+		}
+	}
+	s.rx.release(k)
+	// Posted now: a caller that receives nothing hands nothing back, so Fill would not.
+	s.fill.submit(s.postSpare(s.fill.free(uint32(len(s.spare)))))
 }
 
 // Frame returns the bytes of a received packet inside the UMEM, without copying. Its

@@ -76,7 +76,10 @@ type Socket struct {
 	held  []uint64 // bitmap by frame number: frames the caller holds
 	spare []uint64 // RX frames handed back that did not fit in the fill ring
 	rxErr error    // socket error seen by Wait; sticky
-	rxCtr rxCounters
+	// rxDropping: Receive is discarding a packet that spans more descriptors than it was
+	// given, and its last descriptor has not come off the ring yet.
+	rxDropping bool
+	rxCtr      rxCounters
 
 	_ cpu.CacheLinePad
 	// TX side: guarded by txMu.
@@ -93,7 +96,7 @@ type Socket struct {
 
 // rxCounters are the RX side's statistics, bumped once per batch; Stats reads them.
 type rxCounters struct {
-	received, filled, fillRefused, kicks atomic.Uint64
+	received, filled, fillRefused, kicks, tooLong atomic.Uint64
 }
 
 // txCounters are the TX side's statistics, bumped once per batch; Stats reads them.
@@ -446,6 +449,9 @@ type Stats struct {
 	Filled uint64
 	// FillRefused counts descriptors Fill refused: not a frame the caller held.
 	FillRefused uint64
+	// RxTooLong counts packets Receive dropped for spanning more descriptors than the
+	// caller gave it room for (multi-buffer only).
+	RxTooLong uint64
 	// Transmitted counts frames Transmit posted to the TX ring: one per packet, or with
 	// multi-buffer as many as a long packet spans.
 	Transmitted uint64
@@ -499,6 +505,7 @@ func (s *Socket) ownStats() Stats {
 		Received:      rc.received.Load(),
 		Filled:        rc.filled.Load(),
 		FillRefused:   rc.fillRefused.Load(),
+		RxTooLong:     rc.tooLong.Load(),
 		RxKicks:       rc.kicks.Load(),
 		Transmitted:   tc.transmitted.Load(),
 		Completed:     tc.completed.Load(),

@@ -100,6 +100,7 @@ var xskKinds = []struct {
 	{"fill_refused", func(s *xsk.Stats) uint64 { return s.FillRefused }},
 	{"tx_no_room", func(s *xsk.Stats) uint64 { return s.TxNoRoom }},
 	{"tx_too_long", func(s *xsk.Stats) uint64 { return s.TxTooLong }},
+	{"rx_too_long", func(s *xsk.Stats) uint64 { return s.RxTooLong }},
 	{"kick_failed", func(s *xsk.Stats) uint64 { return s.KickErrors }},
 }
 
