@@ -8,6 +8,10 @@ import (
 	"strings"
 )
 
+// vxlanOverhead is what the overlay takes off the wire's MTU: the outer IPv4, UDP and
+// VXLAN headers and the inner Ethernet header, in bytes.
+const vxlanOverhead = 50
+
 // ErrBadPlan reports a configuration or workload list that cannot run: an
 // unknown or repeated name, or a field out of range.
 var ErrBadPlan = errors.New("bad benchmark plan")

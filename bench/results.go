@@ -45,6 +45,8 @@ type Meta struct {
 	// "plain"; empty in results from before it was recorded, which ran on the plain
 	// wire.
 	Wire string `json:"wire,omitempty"`
+	// MTU is the wire's MTU when set with -mtu (the overlay's is 50 bytes less); 0: 1500.
+	MTU int `json:"mtu,omitempty"`
 	// Interrupted is set when a signal stopped the run: the results are
 	// partial.
 	Interrupted bool `json:"interrupted,omitempty"`

@@ -55,6 +55,9 @@ type Options struct {
 	PerfDir string
 	// Wire is how the wire between the hosts behaves; empty means topo.WireNIC.
 	Wire topo.WireKind
+	// MTU is the wire's MTU, the overlay's 50 bytes less (the outer IPv4 headers); 0 means
+	// topo's default, 1500. 9000 is the jumbo variant (issue 16).
+	MTU int
 }
 
 // perfFrequency is the sampling rate of `perf record`, in Hz per CPU: 499 (a prime, so
@@ -85,6 +88,7 @@ func Run(ctx context.Context, opts Options) (*Results, error) {
 		opts.Wire = topo.WireNIC
 	}
 	r.Meta.Wire = string(opts.Wire)
+	r.Meta.MTU = opts.MTU
 	for _, c := range p.Configs {
 		if c.UsesVXDP() {
 			r.Meta.VXDP = opts.VXDP
@@ -145,7 +149,11 @@ func (b *bencher) run(ctx context.Context) (err error) {
 	p := b.opts.Plan
 	fmt.Fprintf(b.out, "vxdp-bench: %s plan: %d configurations, %d workloads, %d repetitions: %d runs of %v\n",
 		p.Mode, len(p.Configs), len(p.Workloads), p.Reps, b.total, p.Duration)
-	tp, err := topo.New(ctx, topo.Options{Prefix: topo.Prefix(Tag), WireKind: b.opts.Wire})
+	to := topo.Options{Prefix: topo.Prefix(Tag), WireKind: b.opts.Wire}
+	if b.opts.MTU > 0 {
+		to.WireMTU, to.OverlayMTU = b.opts.MTU, b.opts.MTU-vxlanOverhead
+	}
+	tp, err := topo.New(ctx, to)
 	if err != nil {
 		return fmt.Errorf("run benchmark: %w", err)
 	}

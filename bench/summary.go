@@ -242,6 +242,9 @@ func (r *Results) summaryHead(b *strings.Builder) {
 	fmt.Fprintf(b, "Linux %s, %d cores, %s. %d repetition(s) of %v per configuration and workload; wall time %v.\n\n",
 		m.Kernel, m.Cores, m.Iperf3, r.Plan.Reps, r.Plan.Duration, m.Finished.Sub(m.Started).Round(time.Second))
 	fmt.Fprintf(b, "Wire: %s.\n\n", wireNote(m.Wire))
+	if m.MTU > 0 {
+		fmt.Fprintf(b, "MTU: %d on the wire, %d in the overlay.\n\n", m.MTU, m.MTU-vxlanOverhead)
+	}
 	if m.Interrupted {
 		fmt.Fprintf(b, "**Interrupted: partial results.**\n\n")
 	}
@@ -268,9 +271,12 @@ func (r *Results) summarySingle(b *strings.Builder) {
 	if !okT && !okU {
 		return
 	}
+	frag := "each fragmented into six inner IP fragments by the 1450-byte overlay MTU, 1500 native"
+	if m := r.Meta.MTU; m > 0 {
+		frag = fmt.Sprintf("the overlay MTU is %d, %d native", m-vxlanOverhead, m)
+	}
 	fmt.Fprintf(b, "## One flow\n\nTCP with 128 KB writes; UDP with 8 KB datagrams at an unlimited rate "+
-		"(each fragmented into six inner IP fragments by the 1450-byte overlay MTU, 1500 native). "+
-		"Gbit/s received.\n\n")
+		"(%s). Gbit/s received.\n\n", frag)
 	header := []string{"configuration"}
 	if okT {
 		header = append(header, "TCP Gbit/s", "×kernel", "×native", "retransmits", "OFO queued")
@@ -521,9 +527,13 @@ func (r *Results) summarySizes(b *strings.Builder) {
 	if len(cs) == 0 {
 		return
 	}
-	fmt.Fprintf(b, "## UDP against datagram size\n\nOne flow at an unlimited rate. Datagrams above 1422 B "+
-		"(1472 B native) are fragmented. Thousands of datagrams received per second, then Gbit/s, then "+
-		"the packet-rate ratio to the kernel.\n\n")
+	mtu := 1500
+	if r.Meta.MTU > 0 {
+		mtu = r.Meta.MTU
+	}
+	fmt.Fprintf(b, "## UDP against datagram size\n\nOne flow at an unlimited rate. Datagrams above %d B "+
+		"(%d B native) are fragmented. Thousands of datagrams received per second, then Gbit/s, then "+
+		"the packet-rate ratio to the kernel.\n\n", mtu-vxlanOverhead-28, mtu-28)
 	label := func(w Workload) string { return fmt.Sprintf("%d B", w.Length) }
 	r.sweepTables(b, ws, cs, "kpps", label, kpps)
 	r.sweepTables(b, ws, cs, "Gbit/s", label, gbps)

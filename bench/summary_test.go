@@ -430,3 +430,25 @@ func TestOffered(t *testing.T) {
 		}
 	}
 }
+
+// TestSummaryMTU: a run at another MTU (the jumbo variant) says so, and the texts that
+// name the overlay's MTU follow it.
+func TestSummaryMTU(t *testing.T) {
+	r := costResults()
+	r.Meta.MTU = 9000
+	var b bytes.Buffer
+	if err := r.WriteSummary(&b); err != nil {
+		t.Fatal(err)
+	}
+	if s := b.String(); !strings.Contains(s, "MTU: 9000 on the wire, 8950 in the overlay.") {
+		t.Errorf("summary of a 9000-byte run does not say so:\n%s", s)
+	}
+	r.Meta.MTU = 0
+	b.Reset()
+	if err := r.WriteSummary(&b); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "MTU:") {
+		t.Error("a 1500-byte run names its MTU as a variant")
+	}
+}

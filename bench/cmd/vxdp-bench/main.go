@@ -60,6 +60,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	pprof := fs.Bool("pprof", false, "also write a CPU profile of every vxdp process over every run into OUT/pprof (from its admin server)")
 	perf := fs.Bool("perf", false, "also write a whole-machine profile of every run (perf record -a -g) into OUT/perf")
 	wire := fs.String("wire", string(topo.WireNIC), "the wire between the hosts: nic (each end receives in its own NAPI thread, with GRO) or plain (a veth without GRO or NAPI)")
+	mtu := fs.Int("mtu", 0, "the wire's MTU, 1500 to 9000 (the overlay's is 50 less): 9000 is the jumbo variant; default 1500")
 	render := fs.String("render", "", "re-render summary, CSV and plots from this results.json instead of running")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
@@ -70,6 +71,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if k := topo.WireKind(*wire); k != topo.WireNIC && k != topo.WirePlain {
 		fmt.Fprintf(stderr, "vxdp-bench: -wire: %q is neither %s nor %s\n", *wire, topo.WireNIC, topo.WirePlain)
+		return exitUsage
+	}
+	if *mtu != 0 && (*mtu < 1500 || *mtu > 9000) {
+		fmt.Fprintf(stderr, "vxdp-bench: -mtu: %d is outside 1500-9000\n", *mtu)
 		return exitUsage
 	}
 	if *render != "" {
@@ -142,7 +147,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		stop()
 		fmt.Fprintln(stderr, "vxdp-bench: stopping: tearing down and writing partial results (signal again to exit at once)")
 	}()
-	opts := bench.Options{Plan: plan, VXDP: *vxdp, Progress: stdout, Wire: topo.WireKind(*wire)}
+	opts := bench.Options{Plan: plan, VXDP: *vxdp, Progress: stdout, Wire: topo.WireKind(*wire), MTU: *mtu}
 	if *perf {
 		opts.PerfDir = filepath.Join(*out, "perf")
 		if err := os.MkdirAll(opts.PerfDir, 0o755); err != nil {
