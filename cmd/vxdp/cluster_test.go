@@ -189,7 +189,10 @@ func TestClusterMembership(t *testing.T) {
 		c.pingMesh(t, 5*time.Second)
 		m := scrapeAdmin(t, c.Hosts[0])
 		for name, min := range map[string]float64{"vxdp_cluster_members": 3, "vxdp_cluster_registered": 1,
-			"vxdp_cluster_registrations_total": 2, "vxdp_cluster_lease_losses_total": 1, "vxdp_cluster_etcd_errors_total": 1} {
+			"vxdp_cluster_registrations_total": 2, "vxdp_cluster_lease_losses_total": 1} {
+			// Not vxdp_cluster_etcd_errors_total: a request made while etcd is away waits up
+			// to its 5 s timeout, and in this outage it may just succeed when etcd is back
+			// (a clean CI run saw 0); the lease's loss is what an outage always shows.
 			if got := m.get(name); got < min {
 				t.Errorf("node0 after the outage: %s = %v, want at least %v", name, got, min)
 			}
