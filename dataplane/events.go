@@ -23,7 +23,7 @@ const (
 	eventTooBig                       // a frame from a port larger than its MTU
 	eventInnerTooBig                  // an inner frame from a remote larger than its VNI's ports take
 	eventTxTooLong                    // an underlay frame longer than the socket transmits
-	eventQueueRead                    // the underlay's queues in use could not be read
+	eventQueueRead                    // the underlay's queues in use could not be read or opened
 	numEvents
 )
 

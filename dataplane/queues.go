@@ -96,7 +96,8 @@ func sysfsQueues(name string, index int) (int, bool) {
 func (v *VTEP) runQueueWatch(ctx context.Context) {
 	tick := time.NewTicker(queuePeriod)
 	defer tick.Stop()
-	warned := 0 // the queue count last warned about as fewer than the sockets, 0: none
+	warned := 0    // the queue count last warned about as fewer than the sockets, 0: none
+	announced := 0 // the queue count last announced as more: a queue that fails to open is retried quietly
 	for {
 		select {
 		case <-ctx.Done():
@@ -114,11 +115,16 @@ func (v *VTEP) runQueueWatch(ctx context.Context) {
 		have := v.queueCount()
 		switch {
 		case n > have:
-			v.log.Info("underlay queues changed: opening sockets", "underlay", v.cfg.Underlay, "from", have, "to", n)
+			if n != announced {
+				v.log.Info("underlay queues changed: opening sockets", "underlay", v.cfg.Underlay, "from", have, "to", n)
+				announced = n
+			}
 			for q := have; q < n; q++ {
 				if err := v.addQueue(ctx, q); err != nil {
-					v.log.Error("open queue: its VXLAN is dropped (no_socket) until it can be opened",
-						"underlay", v.cfg.Underlay, "queue", q, "err", err)
+					if k, ok := v.events.allow(eventQueueRead); ok {
+						v.log.Error("open queue: its VXLAN is dropped (no_socket) until it can be opened",
+							"underlay", v.cfg.Underlay, "queue", q, "err", err, "suppressed", k)
+					}
 					break
 				}
 			}
