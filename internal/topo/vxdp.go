@@ -42,28 +42,11 @@ const (
 // eth0 (with t.VethPorts, a veth pair whose peer does), removed when vxdp exits unless
 // t.KeepPorts. extra is appended verbatim (top-level fields of later features).
 func (t *Topology) VXDPConfig(s Side, extra string) string {
-	onExit := "remove"
-	if t.KeepPorts {
-		onExit = "keep"
-	}
 	port := "tap: " + VXDPTapIf
 	if t.VethPorts {
 		port = "veth: " + VXDPVethIf
 	}
-	return fmt.Sprintf(`underlay: %s
-local: %s
-port: %d
-ports_on_exit: %s
-networks:
-  - vni: %d
-    remotes: [%s]
-    ports:
-      - %s
-        netns: %s
-        ifname: eth0
-        mtu: %d
-%s`, t.Wire(s), t.Underlay(s).Addr(), t.Port, onExit, t.VNI, t.Underlay(s.Other()).Addr(),
-		port, t.Container(s).Path(), t.OverlayMTU, extra)
+	return t.vxdpConfig(s, []vxdpPort{{port, t.Container(s)}}, extra)
 }
 
 // VXDPLocalConfig returns the config file of one vxdp on side s with two ports of one VNI,
@@ -72,16 +55,25 @@ networks:
 // switched on the node and never crosses the wire (two containers of one node; container A
 // is moved onto host s for it). extra is appended as in VXDPConfig.
 func (t *Topology) VXDPLocalConfig(s Side, portA, portB, extra string) string {
+	return t.vxdpConfig(s, []vxdpPort{{portA, t.ContainerA}, {portB, t.ContainerB}}, extra)
+}
+
+// vxdpPort is one port of a vxdp config: "tap: NAME" or "veth: NAME", into container ns.
+type vxdpPort struct {
+	port string
+	ns   NS
+}
+
+// vxdpConfig is the config file of a vxdp on side s with ports in the topology's VNI, each
+// becoming its container's eth0 at the overlay MTU; extra is appended.
+func (t *Topology) vxdpConfig(s Side, ports []vxdpPort, extra string) string {
 	onExit := "remove"
 	if t.KeepPorts {
 		onExit = "keep"
 	}
-	var ports strings.Builder
-	for _, p := range []struct {
-		port string
-		ns   NS
-	}{{portA, t.ContainerA}, {portB, t.ContainerB}} {
-		fmt.Fprintf(&ports, "      - %s\n        netns: %s\n        ifname: eth0\n        mtu: %d\n", p.port, p.ns.Path(), t.OverlayMTU)
+	var b strings.Builder
+	for _, p := range ports {
+		fmt.Fprintf(&b, "      - %s\n        netns: %s\n        ifname: eth0\n        mtu: %d\n", p.port, p.ns.Path(), t.OverlayMTU)
 	}
 	return fmt.Sprintf(`underlay: %s
 local: %s
@@ -91,7 +83,7 @@ networks:
   - vni: %d
     remotes: [%s]
     ports:
-%s%s`, t.Wire(s), t.Underlay(s).Addr(), t.Port, onExit, t.VNI, t.Underlay(s.Other()).Addr(), ports.String(), extra)
+%s%s`, t.Wire(s), t.Underlay(s).Addr(), t.Port, onExit, t.VNI, t.Underlay(s.Other()).Addr(), b.String(), extra)
 }
 
 // StartVXDP runs the vxdp binary on side s with VXDPConfig(s, extra), waits until its TAP
