@@ -95,7 +95,7 @@ func (v *VTEP) runChecksumWatch(ctx context.Context) {
 	}
 }
 
-// sumTallies sums the workers' tallies by remote index, with the remotes' addresses.
+// sumTallies sums the tallies of the workers and of the readers' inline workers by remote index, with the remotes' addresses.
 func (v *VTEP) sumTallies() ([]remoteTally, []netip.Addr) {
 	v.mu.Lock() // alone: the workers write their tallies under v.mu shared
 	defer v.mu.Unlock()
@@ -104,12 +104,20 @@ func (v *VTEP) sumTallies() ([]remoteTally, []netip.Addr) {
 	for i, r := range v.remotes {
 		addrs[i] = r.addr
 	}
-	for i := range v.workers {
-		for j, t := range v.workers[i].tallies {
+	add := func(w *worker) {
+		for j, t := range w.tallies {
 			if j < len(sums) {
 				sums[j].passed += t.passed
 				sums[j].badSum += t.badSum
 			}
+		}
+	}
+	for i := range v.workers {
+		add(&v.workers[i])
+	}
+	for _, q := range v.queues {
+		if q.inline != nil {
+			add(q.inline)
 		}
 	}
 	return sums, addrs

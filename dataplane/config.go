@@ -72,6 +72,15 @@ type Config struct {
 	// the workers coalesce inner segments into super-frames of up to 64 KB (GRO), and
 	// egress segments the super-frames containers send (GSO). On by default.
 	Offload bool
+	// RunToCompletion lets a queue's reader process and deliver a micro-flow itself while
+	// nothing else of its queue is in flight and the RX ring has no more: the hand-offs to
+	// a worker and to the merger buy no parallelism then, only scheduler work. On by
+	// default (config field run_to_completion).
+	RunToCompletion bool
+	// TAPNAPI opens the TAPs with a NAPI instance of their own, threaded, so that the
+	// container's receive path runs in a kernel thread beside vxdp's writes, not inside
+	// them (config field tap_napi; tapnapi.go).
+	TAPNAPI bool
 	// Admin is the admin server's host:port; "" disables it.
 	Admin string
 	// KeepPorts leaves the TAP devices in place when vxdp exits (config field
@@ -154,16 +163,20 @@ type Port struct {
 
 // fileConfig mirrors the YAML file; values are checked and converted by validate.
 type fileConfig struct {
-	Underlay  string        `yaml:"underlay"`
-	Local     string        `yaml:"local"`
-	Port      *int          `yaml:"port"`
-	FDBMax    *int          `yaml:"fdb_max"`
-	FDBAgeing string        `yaml:"fdb_ageing"`
-	Workers   *int          `yaml:"workers"`
-	MicroFlow *int          `yaml:"microflow"`
-	Offload   *bool         `yaml:"offload"`
-	Admin     *string       `yaml:"admin"`
-	Networks  []fileNetwork `yaml:"networks"`
+	Underlay  string `yaml:"underlay"`
+	Local     string `yaml:"local"`
+	Port      *int   `yaml:"port"`
+	FDBMax    *int   `yaml:"fdb_max"`
+	FDBAgeing string `yaml:"fdb_ageing"`
+	Workers   *int   `yaml:"workers"`
+	MicroFlow *int   `yaml:"microflow"`
+	Offload   *bool  `yaml:"offload"`
+	// RunToCompletion is run_to_completion.
+	RunToCompletion *bool `yaml:"run_to_completion"`
+	// TAPNAPI is tap_napi.
+	TAPNAPI  *bool         `yaml:"tap_napi"`
+	Admin    *string       `yaml:"admin"`
+	Networks []fileNetwork `yaml:"networks"`
 
 	// PortsOnExit is keep or remove.
 	PortsOnExit string `yaml:"ports_on_exit"`
@@ -343,9 +356,17 @@ func (fc *fileConfig) validate() (*Config, error) {
 		MicroFlow: DefaultMicroFlow,
 		Admin:     DefaultAdmin,
 		Offload:   true,
+
+		RunToCompletion: true,
 	}
 	if fc.Offload != nil {
 		c.Offload = *fc.Offload
+	}
+	if fc.RunToCompletion != nil {
+		c.RunToCompletion = *fc.RunToCompletion
+	}
+	if fc.TAPNAPI != nil {
+		c.TAPNAPI = *fc.TAPNAPI
 	}
 	if err := checkIfname("underlay", fc.Underlay, true); err != nil {
 		return nil, err

@@ -108,7 +108,7 @@ type counters struct {
 	outPackets         atomic.Uint64 // frames read from local ports
 	outBytes           atomic.Uint64 // their bytes
 	learned            atomic.Uint64 // FDB entries added or moved
-	microflows         atomic.Uint64 // micro-flows processed (worker)
+	microflows         atomic.Uint64 // micro-flows processed (worker, or reader run to completion)
 	reorderWaitNanos   atomic.Uint64 // time done micro-flows waited for their turn (merger)
 	groSuper           atomic.Uint64 // GRO super-frames built (worker)
 	groMerged          atomic.Uint64 // inner frames merged into them (worker)
@@ -133,6 +133,9 @@ type Counters struct {
 	MicroFlows uint64
 	// PerWorker counts the micro-flows each ingress worker processed.
 	PerWorker []uint64
+	// Inline counts the micro-flows the queue readers ran to completion themselves
+	// (run_to_completion); MicroFlows includes them.
+	Inline uint64
 	// ReorderWait is the total time, in nanoseconds, that finished micro-flows waited in
 	// the reorder stage for an earlier one.
 	ReorderWait uint64

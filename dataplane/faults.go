@@ -99,7 +99,8 @@ func (v *VTEP) workerFunc() (func(worker int, mf *microflow), error) {
 	if f.stallWorker >= v.cfg.Workers {
 		return nil, fmt.Errorf("%s: stall_worker=%d: there are %d workers", FaultsEnv, f.stallWorker, v.cfg.Workers)
 	}
-	v.log.Warn("fault injection armed: for tests only", "env", FaultsEnv, "value", env)
+	v.log.Warn("fault injection armed: for tests only; the queue readers run nothing to completion", "env", FaultsEnv, "value", env)
+	v.faulty = true
 	marker := []byte(StallMarker)
 	return func(worker int, mf *microflow) {
 		if f.stallWorker < 0 || worker == f.stallWorker {

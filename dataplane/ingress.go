@@ -20,6 +20,12 @@ import (
 //	workers: (shared pool) parse, validate, learn, look up: a list of deliveries per micro-flow
 //	merger:  micro-flows strictly in sequence order -> TAP writes
 //
+// With run_to_completion (the default) the reader does all three itself for a micro-flow
+// that finds its queue idle (nothing in flight, the merger done) and the RX ring empty
+// behind it: two hand-offs, each a goroutine wakeup, buy no parallelism then. A micro-flow
+// that fills up (the ring has more) goes down the pipeline, so that the next micro-flows'
+// work and the TAP writes run on other cores meanwhile.
+//
 // A frame stays in the UMEM from RX to TAP write: workers and the merger read it in place.
 // The frames of a micro-flow go back to the fill ring when the reader reuses its slot, so
 // the RX side of the socket keeps its single owner.
@@ -81,6 +87,11 @@ type queue struct {
 	veth vethBatch
 	// writer makes the merger's gathering writes of super-frames built in place.
 	writer *tapWriter
+	// solo is the micro-flow the reader fills while the line is idle, and inline the
+	// worker state it processes one with itself (nil: run_to_completion is off). Neither
+	// is in the line: the reader alone uses them.
+	solo   *microflow
+	inline *worker
 }
 
 // newQueue prepares the reorder line of socket s; depth micro-flows of batch frames each
@@ -92,23 +103,23 @@ func newQueue(index int, s *xsk.Socket, depth, batch int) (*queue, error) {
 	if s.MultiBuffer() {
 		descs = max(batch, xsk.MaxChunks)
 	}
-	line, err := reorder.NewLine(reorder.Config[microflow]{
-		Depth: depth,
-		Init: func(mf *microflow) {
-			mf.q = q
-			mf.descs = make([]xsk.Desc, descs)
-			mf.out = make([]delivery, 0, descs)
-			if s.MultiBuffer() {
-				mf.jumbo = make([]byte, descs*(s.FrameSize()-xsk.RxHeadroom))
-			}
-			mf.rest = make([][]byte, 0, descs)
-			q.items = append(q.items, mf)
-		},
-	})
+	init := func(mf *microflow) {
+		mf.q = q
+		mf.descs = make([]xsk.Desc, descs)
+		mf.out = make([]delivery, 0, descs)
+		if s.MultiBuffer() {
+			mf.jumbo = make([]byte, descs*(s.FrameSize()-xsk.RxHeadroom))
+		}
+		mf.rest = make([][]byte, 0, descs)
+		q.items = append(q.items, mf)
+	}
+	line, err := reorder.NewLine(reorder.Config[microflow]{Depth: depth, Init: init})
 	if err != nil {
 		return nil, err
 	}
 	q.line = line
+	q.solo = &microflow{}
+	init(q.solo)
 	return q, nil
 }
 
@@ -118,16 +129,18 @@ func newQueue(index int, s *xsk.Socket, depth, batch int) (*queue, error) {
 // closed or ctx ends.
 func (v *VTEP) runReader(ctx context.Context, q *queue) {
 	for {
+		if q.inline != nil && q.line.Idle() {
+			if !v.runSolo(ctx, q) {
+				return
+			}
+			continue
+		}
 		b, err := q.line.Begin(ctx)
 		if err != nil {
 			return
 		}
 		mf := &b.Item
-		if mf.n > 0 { // the slot's previous frames, delivered: back to the fill ring
-			q.sock.Fill(mf.descs[:mf.n])
-			mf.n = 0
-		}
-		mf.out = mf.out[:0]
+		mf.recycle()
 		n := q.sock.Receive(mf.descs)
 		for n == 0 {
 			if err := q.sock.Wait(); err != nil {
@@ -144,6 +157,53 @@ func (v *VTEP) runReader(ctx context.Context, q *queue) {
 	}
 }
 
+// runSolo takes the next frames of q's RX ring while q's line is idle, waiting for them if
+// need be, and runs them to completion when they are all the ring had: processed and
+// delivered by the reader itself, their frames back in the fill ring. A full micro-flow
+// goes into the line instead, with its successors behind it. It reports false once the
+// reader must stop.
+func (v *VTEP) runSolo(ctx context.Context, q *queue) bool {
+	mf := q.solo
+	n := q.sock.Receive(mf.descs)
+	for n == 0 {
+		if err := q.sock.Wait(); err != nil {
+			return false
+		}
+		n = q.sock.Receive(mf.descs)
+	}
+	mf.n = n
+	if n < len(mf.descs) {
+		q.inline.process(mf)
+		v.write(q, mf)
+		mf.recycle()
+		return true
+	}
+	// The line is idle, so Begin does not wait: the frames trade places with the slot's
+	// old ones, which go back to the fill ring.
+	b, err := q.line.Begin(ctx)
+	if err != nil {
+		return false // teardown hands the solo's frames back (q.items)
+	}
+	it := &b.Item
+	it.recycle()
+	it.descs, mf.descs = mf.descs, it.descs
+	it.n, mf.n = n, 0
+	if err := v.pool.Submit(ctx, b); err != nil {
+		b.Done()
+		return false
+	}
+	return true
+}
+
+// recycle hands the frames of a delivered micro-flow back to the fill ring and empties it.
+func (mf *microflow) recycle() {
+	if mf.n > 0 {
+		mf.q.sock.Fill(mf.descs[:mf.n])
+		mf.n = 0
+	}
+	mf.out = mf.out[:0]
+}
+
 // runMerger writes the micro-flows' deliveries to the TAPs in sequence order. It returns
 // when the line is closed and drained.
 func (v *VTEP) runMerger(q *queue) {
@@ -155,20 +215,26 @@ func (v *VTEP) runMerger(q *queue) {
 		}
 		q.c.reorderWaitNanos.Add(uint64(b.Waited()))
 		q.wait.observe(b.Waited())
-		for _, d := range b.Item.out {
-			if d.t.veth != nil {
-				q.veth.pend = append(q.veth.pend, d)
-				continue
-			}
-			if d.rest != nil {
-				v.delivered(d.t, q.writer.writev(d.t, d.pkt, d.rest), d.frames, d.bytes, &q.c)
-				continue
-			}
-			v.deliver(d.t, d.pkt, d.frames, d.bytes, &q.c)
-		}
-		q.veth.flush(v, &q.c)
+		v.write(q, &b.Item)
 		b.Recycle()
 	}
+}
+
+// write makes the deliveries of micro-flow mf, in order: the merger's part, or the
+// reader's for a micro-flow it runs to completion (the merger is idle then).
+func (v *VTEP) write(q *queue, mf *microflow) {
+	for _, d := range mf.out {
+		if d.t.veth != nil {
+			q.veth.pend = append(q.veth.pend, d)
+			continue
+		}
+		if d.rest != nil {
+			v.delivered(d.t, q.writer.writev(d.t, d.pkt, d.rest), d.frames, d.bytes, &q.c)
+			continue
+		}
+		v.deliver(d.t, d.pkt, d.frames, d.bytes, &q.c)
+	}
+	q.veth.flush(v, &q.c)
 }
 
 // drain hands every frame still held by the queue's micro-flows back to the socket, so its
@@ -185,29 +251,40 @@ func (q *queue) drain() {
 // newWorkers prepares the ingress workers' state once the ports are open: with offloads,
 // a coalescer each, which merges UDP datagrams too if every port's kernel takes USO.
 func (v *VTEP) newWorkers() error {
-	uso := true
+	v.groUDP = true
 	for _, t := range v.ports {
-		uso = uso && (t.uso || t.veth != nil) // a veth port takes no super-frames at all
+		v.groUDP = v.groUDP && (t.uso || t.veth != nil) // a veth port takes no super-frames at all
 	}
 	v.workers = make([]worker, v.cfg.Workers)
 	for i := range v.workers {
-		w := &v.workers[i]
-		w.v, w.c = v, &v.workerCnt[i]
-		w.emitFn = w.emit
-		if !v.cfg.Offload {
-			continue
-		}
-		var err error
-		if w.gro, err = offload.NewCoalescer(offload.CoalescerConfig{MaxFlows: groFlows, UDP: uso, InPlace: true}, nil); err != nil {
+		if err := v.initWorker(&v.workers[i], &v.workerCnt[i]); err != nil {
 			return fmt.Errorf("worker %d: %w", i, err)
 		}
 	}
 	return nil
 }
 
-// process is the workers' part of a micro-flow: everything per frame but the TAP write.
+// initWorker readies w, a pool worker or a queue reader's inline worker, counting in c.
+func (v *VTEP) initWorker(w *worker, c *counters) error {
+	w.v, w.c = v, c
+	w.emitFn = w.emit
+	if !v.cfg.Offload {
+		return nil
+	}
+	var err error
+	w.gro, err = offload.NewCoalescer(offload.CoalescerConfig{MaxFlows: groFlows, UDP: v.groUDP, InPlace: true}, nil)
+	return err
+}
+
+// process is the pool workers' part of a micro-flow: everything per frame but the TAP write.
 func (v *VTEP) process(worker int, mf *microflow) {
-	w := &v.workers[worker]
+	v.workers[worker].process(mf)
+}
+
+// process parses, validates, learns and looks up every frame of mf, leaving its
+// deliveries in mf.out.
+func (w *worker) process(mf *microflow) {
+	v := w.v
 	w.c.microflows.Add(1)
 	w.mf = mf
 	mf.rest = mf.rest[:0]

@@ -155,6 +155,7 @@ func (v *VTEP) reloadable(cfg *Config) error {
 var configFields = map[string]string{
 	"Underlay": "underlay", "Local": "local", "Port": "port", "FDBMax": "fdb_max", "FDBAgeing": "fdb_ageing",
 	"Workers": "workers", "MicroFlow": "microflow", "Offload": "offload", "Admin": "admin",
+	"RunToCompletion": "run_to_completion", "TAPNAPI": "tap_napi",
 	"KeepPorts": "ports_on_exit", "VXLANReservedIgnored": "vxlan_reserved_bits", "InnerVLAN": "inner_vlan",
 	"SrcPorts": "srcport",
 }

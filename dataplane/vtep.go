@@ -82,6 +82,11 @@ type VTEP struct {
 	events    eventLog      // rate limits of per-packet log lines
 	link      linkState     // the underlay's state, from runLinkWatch (linkwatch.go)
 	workers   []worker      // the ingress workers' state, indexed as workerCnt
+	// groUDP: the workers' coalescers merge UDP datagrams too (every port takes USO).
+	groUDP bool
+	// faulty: a test armed fault injection (faults.go), which stalls pool workers only;
+	// the readers then run nothing to completion, or a stall would miss its worker.
+	faulty bool
 	// room is the space inner frames need in front of them for a virtio_net_hdr on the
 	// way into a TAP: offload.HdrLen with offloads, else 0.
 	room int
@@ -360,6 +365,16 @@ func (v *VTEP) addQueue(ctx context.Context, q int) error {
 
 // startQueue starts the reader and the merger of q.
 func (v *VTEP) startQueue(ctx context.Context, q *queue) {
+	if v.cfg.RunToCompletion && !v.faulty {
+		w := &worker{}
+		if err := v.initWorker(w, &q.c); err == nil { // the pool workers' coalescers were made alike
+			v.mu.Lock() // sumTallies reads it
+			q.inline = w
+			v.mu.Unlock()
+		} else {
+			v.log.Error("queue runs nothing to completion", "queue", q.index, "err", err)
+		}
+	}
 	v.readers.Add(1)
 	go func() { defer v.readers.Done(); v.runReader(ctx, q) }()
 	v.mergers.Add(1)
@@ -425,6 +440,7 @@ func (v *VTEP) Counters() Counters {
 	var c Counters
 	for _, q := range v.queues {
 		c.add(&q.c)
+		c.Inline += q.c.microflows.Load()
 	}
 	for i := range v.workerCnt {
 		c.add(&v.workerCnt[i])

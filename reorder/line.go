@@ -73,6 +73,7 @@ type Line[T any] struct {
 	headIdx       int           // slot of head
 	consumerWait  atomic.Uint64 // 1 + sequence number Next sleeps for, 0 if not asleep
 	consumerWaits atomic.Uint64
+	recycled      atomic.Uint64 // batches given back by Recycle; read by Idle
 
 	_ [cacheLinePad]byte
 }
@@ -279,9 +280,19 @@ func (b *Batch[T]) Recycle() {
 	if !b.state.CompareAndSwap(stateHeld, stateFree) {
 		panic("reorder: Recycle on a batch that was not returned by Next")
 	}
+	l.recycled.Add(1)
 	if l.producerWait.Load() == seq+uint64(len(l.slots))+1 {
 		wake(l.producerWake)
 	}
+}
+
+// Idle reports whether every batch Begin handed out has been recycled: nothing of the line
+// is being filled, processed, waiting or consumed. Only the producer may rely on the
+// answer, and only on a true one, which holds until its next Begin: no one else can put
+// a batch in flight. A consumer that has recycled its last batch touches nothing of the
+// line's any more but may still be about to sleep in Next. One atomic load each.
+func (l *Line[T]) Idle() bool {
+	return l.recycled.Load() == l.tail.Load()
 }
 
 // Seq returns the batch's sequence number in its line, counted from 0.

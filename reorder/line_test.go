@@ -358,3 +358,46 @@ func TestMisusePanics(t *testing.T) {
 	r.Recycle()
 	mustPanic(t, "Recycle", r.Recycle)
 }
+
+// TestIdle walks batches through every state and checks that the line is idle exactly
+// when every batch handed out has been recycled, whatever order the consumer recycles in.
+func TestIdle(t *testing.T) {
+	ctx := context.Background()
+	l, err := NewLine(Config[item]{Depth: 3, Init: initItem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l.Idle() {
+		t.Fatal("a new line is not idle")
+	}
+	a, _ := l.Begin(ctx)
+	if l.Idle() {
+		t.Fatal("idle with a batch begun")
+	}
+	b, _ := l.Begin(ctx)
+	b.Done()
+	a.Done()
+	if l.Idle() {
+		t.Fatal("idle with two batches done, none released")
+	}
+	ra, _ := l.TryNext()
+	rb, _ := l.TryNext()
+	rb.Recycle()
+	if l.Idle() {
+		t.Fatal("idle while the consumer holds a batch")
+	}
+	ra.Recycle()
+	if !l.Idle() {
+		t.Fatal("not idle with every batch recycled")
+	}
+	c, _ := l.Begin(ctx)
+	if l.Idle() {
+		t.Fatal("idle with a batch begun after a round")
+	}
+	c.Done()
+	rc, _ := l.Next(ctx)
+	rc.Recycle()
+	if !l.Idle() {
+		t.Fatal("not idle after the second round")
+	}
+}

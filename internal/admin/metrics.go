@@ -79,7 +79,7 @@ var (
 
 	neighReplies = desc("neigh", "replies_total", "ARP requests and IPv6 neighbour solicitations from local ports vxdp answered itself (neigh_suppress) instead of flooding them.")
 
-	workerMicroflows = desc("worker", "microflows_total", "Micro-flows an ingress worker processed.", "worker")
+	workerMicroflows = desc("worker", "microflows_total", "Micro-flows an ingress worker processed; worker=\"reader\": those the queue readers ran to completion themselves.", "worker")
 
 	reorderWait = desc("reorder", "wait_seconds", "How long a finished micro-flow waited in the reorder stage for an earlier one of its queue.")
 
@@ -216,6 +216,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for w, n := range k.PerWorker {
 		counter(workerMicroflows, n, strconv.Itoa(w))
 	}
+	counter(workerMicroflows, k.Inline, "reader")
 	ch <- waitHistogram(reorderWait, s.ReorderWait)
 	for i := range s.Networks {
 		n := &s.Networks[i]
