@@ -81,6 +81,9 @@ type queue struct {
 	veth vethBatch
 	// writer makes the merger's gathering writes of super-frames built in place.
 	writer *tapWriter
+	// ring writes the merger's TAP deliveries in batches (tapring.go); nil: one write per
+	// delivery, through writer for super-frames.
+	ring *tapRing
 }
 
 // newQueue prepares the reorder line of socket s; depth micro-flows of batch frames each
@@ -155,9 +158,13 @@ func (v *VTEP) runMerger(q *queue) {
 		}
 		q.c.reorderWaitNanos.Add(uint64(b.Waited()))
 		q.wait.observe(b.Waited())
-		for _, d := range b.Item.out {
+		for i, d := range b.Item.out {
 			if d.t.veth != nil {
 				q.veth.pend = append(q.veth.pend, d)
+				continue
+			}
+			if q.ring != nil {
+				q.ring.sent = append(q.ring.sent, i)
 				continue
 			}
 			if d.rest != nil {
@@ -165,6 +172,9 @@ func (v *VTEP) runMerger(q *queue) {
 				continue
 			}
 			v.deliver(d.t, d.pkt, d.frames, d.bytes, &q.c)
+		}
+		if q.ring != nil && len(q.ring.sent) > 0 {
+			v.writeRing(q, b.Item.out)
 		}
 		q.veth.flush(v, &q.c)
 		b.Recycle()

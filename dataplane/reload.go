@@ -156,7 +156,7 @@ var configFields = map[string]string{
 	"Underlay": "underlay", "Local": "local", "Port": "port", "FDBMax": "fdb_max", "FDBAgeing": "fdb_ageing",
 	"Workers": "workers", "MicroFlow": "microflow", "Offload": "offload", "Admin": "admin",
 	"KeepPorts": "ports_on_exit", "VXLANReservedIgnored": "vxlan_reserved_bits", "InnerVLAN": "inner_vlan",
-	"SrcPorts": "srcport",
+	"SrcPorts": "srcport", "TAPIOUring": "tap_io_uring",
 }
 
 // findNetwork returns the VNI vni of cfg, or nil.
