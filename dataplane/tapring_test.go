@@ -49,7 +49,6 @@ func packetSocket(t *testing.T, ifindex int) int {
 	return fd
 }
 
-
 // readSeqs reads n test frames from the packet socket and returns their sequence numbers
 // in the order the device received them; the kernel's own frames are skipped.
 func readSeqs(t *testing.T, fd, n int) []uint32 {
