@@ -67,13 +67,16 @@ type tapRing struct {
 	bufs     [][]byte // a super-frame's pieces, for Writev
 }
 
+// newRing is uring.New, but for a test that plays a kernel refusing io_uring.
+var newRing = uring.New
+
 // newTapRing sets up a merger's ring for micro-flows of microflow frames, or returns nil
 // if tap_io_uring is off or the kernel refuses io_uring, which it logs once per VTEP.
 func (v *VTEP) newTapRing(microflow int) *tapRing {
 	if !v.cfg.TAPIOUring {
 		return nil
 	}
-	r, err := uring.New(uring.Options{Entries: uint32(max(tapRingEntries, microflow))})
+	r, err := newRing(uring.Options{Entries: uint32(max(tapRingEntries, microflow))})
 	if err != nil {
 		v.ringOnce.Do(func() {
 			v.log.Warn("io_uring unavailable: TAP writes go one frame per syscall", "err", err, "cause", ringErrCause(err))

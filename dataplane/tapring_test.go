@@ -3,10 +3,14 @@
 package dataplane
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -166,5 +170,74 @@ func TestTapRingOff(t *testing.T) {
 	if r := v.newTapRing(64); r != nil {
 		r.close()
 		t.Error("a ring with tap_io_uring false")
+	}
+}
+
+// Where the kernel refuses io_uring, every queue's merger writes the old way, and the log
+// says so once, with the reason.
+func TestTapRingUnavailable(t *testing.T) {
+	newRing = func(uring.Options) (*uring.Ring, error) {
+		return nil, fmt.Errorf("io_uring setup: %w", unix.EPERM)
+	}
+	t.Cleanup(func() { newRing = uring.New })
+	var buf bytes.Buffer
+	v := &VTEP{cfg: &Config{TAPIOUring: true}, log: slog.New(slog.NewTextHandler(&buf, nil))}
+	for range 3 { // three queues
+		if r := v.newTapRing(64); r != nil {
+			t.Fatal("a ring where io_uring setup failed")
+		}
+	}
+	if n := strings.Count(buf.String(), "io_uring unavailable"); n != 1 || !strings.Contains(buf.String(), "kernel.io_uring_disabled") {
+		t.Errorf("%d log lines, want 1 giving the cause:\n%s", n, buf.String())
+	}
+}
+
+// A TAP that refuses non-blocking io_uring writes (EOPNOTSUPP, as a tun without
+// FMODE_NOWAIT would): the batch's deliveries are written again the old way, in order, and
+// the merger keeps to the old way. A tmpfs file plays the TAP.
+func TestTapRingNoNowait(t *testing.T) {
+	f, err := os.CreateTemp("/dev/shm", "vxdp-ring-*")
+	if err != nil {
+		t.Skipf("no tmpfs at /dev/shm: %v", err)
+	}
+	t.Cleanup(func() { f.Close(); os.Remove(f.Name()) })
+	v := &VTEP{cfg: &Config{TAPIOUring: true}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	q := &queue{writer: newTapWriter()}
+	if q.ring = v.newTapRing(16); q.ring == nil {
+		t.Skip("io_uring unavailable here")
+	}
+	probe := q.ring.ring
+	probe.Write(int(f.Fd()), nil, unix.RWF_NOWAIT)
+	if err := probe.Submit(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := probe.Result(0); err != unix.EOPNOTSUPP {
+		q.ring.close()
+		t.Skipf("tmpfs takes RWF_NOWAIT here (%v): no file to play a tun without it", err)
+	}
+	raw, err := f.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := &tap{file: f, raw: raw, fd: int(f.Fd())}
+	var out []delivery
+	for _, s := range []string{"one ", "two ", "three"} {
+		out = append(out, delivery{t: tp, pkt: []byte(s), frames: 1, bytes: uint32(len(s))})
+	}
+	out[1].pkt, out[1].rest = []byte("t"), [][]byte{[]byte("wo ")}
+	for i := range out {
+		q.ring.sent = append(q.ring.sent, i)
+	}
+	v.writeRing(q, out)
+	if q.ring != nil {
+		t.Error("the merger kept its ring")
+	}
+	b, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != "one two three" || q.c.inPackets.Load() != 3 || q.c.ringFrames.Load() != 0 || q.c.drops[DropTAPWrite].Load() != 0 {
+		t.Errorf("file %q, delivered %d, through io_uring %d, drops %d; want all three in order the old way",
+			b, q.c.inPackets.Load(), q.c.ringFrames.Load(), q.c.drops[DropTAPWrite].Load())
 	}
 }
