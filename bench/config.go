@@ -207,6 +207,18 @@ func NoOffloadConfigs() []Config {
 	}
 }
 
+// NoURingConfigs returns vxdp and vxdp-both with "tap_io_uring: false": each merger writes
+// one frame or super-frame per write(2) instead of a micro-flow's deliveries per
+// io_uring_enter. They measure what the io_uring batches are worth.
+func NoURingConfigs() []Config {
+	return []Config{
+		{Name: "vxdp-nouring", Description: "vxdp on B with tap_io_uring: false, kernel vxlan on A",
+			A: OverlayKernel, B: OverlayVXDP, VXDPYAML: "tap_io_uring: false\n"},
+		{Name: "vxdp-both-nouring", Description: "vxdp on both hosts with tap_io_uring: false",
+			A: OverlayVXDP, B: OverlayVXDP, VXDPYAML: "tap_io_uring: false\n"},
+	}
+}
+
 // VethConfigs returns vxdp and vxdp-both with veth ports instead of TAPs: the container's
 // frames cross an AF_XDP socket on the host end of a veth pair, in batches, where a TAP
 // costs a syscall per frame or super-frame. They measure which port kind carries more.

@@ -81,6 +81,10 @@ type Config struct {
 	// container's receive path runs in a kernel thread beside vxdp's writes, not inside
 	// them (config field tap_napi; tapnapi.go).
 	TAPNAPI bool
+	// TAPIOUring writes each micro-flow's TAP deliveries with one io_uring_enter per queue
+	// instead of one write per frame (config field tap_io_uring; on by default). Where
+	// the kernel refuses io_uring, vxdp says so once and writes one frame per syscall.
+	TAPIOUring bool
 	// Admin is the admin server's host:port; "" disables it.
 	Admin string
 	// KeepPorts leaves the TAP devices in place when vxdp exits (config field
@@ -180,6 +184,9 @@ type fileConfig struct {
 
 	// PortsOnExit is keep or remove.
 	PortsOnExit string `yaml:"ports_on_exit"`
+
+	// How the mergers write to TAPs: io_uring batches (default) or one write per frame.
+	TAPIOUring *bool `yaml:"tap_io_uring"`
 
 	// What the VTEP accepts from the underlay and its ports (checks.go).
 	VXLANReservedBits string `yaml:"vxlan_reserved_bits"`
@@ -368,6 +375,7 @@ func (fc *fileConfig) validate() (*Config, error) {
 	if fc.TAPNAPI != nil {
 		c.TAPNAPI = *fc.TAPNAPI
 	}
+	c.TAPIOUring = fc.TAPIOUring == nil || *fc.TAPIOUring
 	if err := checkIfname("underlay", fc.Underlay, true); err != nil {
 		return nil, err
 	}

@@ -72,12 +72,13 @@ networks:
 	if p := c.Networks[0].Ports[0]; p.MTU != DefaultMTU || p.name() != "t0" {
 		t.Errorf("port defaults: got %+v", p)
 	}
-	if !c.KeepPorts || !c.Offload || !c.RunToCompletion {
-		t.Errorf("ports_on_exit, offload and run_to_completion defaults: keep %v, offload %v, run to completion %v; want all", c.KeepPorts, c.Offload, c.RunToCompletion)
+	if !c.KeepPorts || !c.Offload || !c.TAPIOUring || !c.RunToCompletion || c.TAPNAPI {
+		t.Errorf("ports_on_exit, offload, tap_io_uring, run_to_completion and tap_napi defaults: keep %v, offload %v, io_uring %v, run to completion %v, napi %v; want all but napi",
+			c.KeepPorts, c.Offload, c.TAPIOUring, c.RunToCompletion, c.TAPNAPI)
 	}
-	off, err := ParseConfig(strings.NewReader("run_to_completion: false\n" + minimalConfig))
-	if err != nil || off.RunToCompletion {
-		t.Errorf("run_to_completion: false: got %v, %v", off, err)
+	off, err := ParseConfig(strings.NewReader("run_to_completion: false\ntap_napi: true\n" + minimalConfig))
+	if err != nil || off.RunToCompletion || !off.TAPNAPI {
+		t.Errorf("run_to_completion: false, tap_napi: true: got %+v, %v", off, err)
 	}
 	for _, tc := range []struct {
 		yaml string
@@ -87,6 +88,18 @@ networks:
 		if err != nil || c.KeepPorts != tc.keep {
 			t.Errorf("%q: keep %v, %v", tc.yaml, c != nil && c.KeepPorts, err)
 		}
+	}
+	for _, tc := range []struct {
+		yaml string
+		on   bool
+	}{{"tap_io_uring: true\n", true}, {"tap_io_uring: false\n", false}} {
+		c, err := ParseConfig(strings.NewReader(tc.yaml + minimalConfig))
+		if err != nil || c.TAPIOUring != tc.on {
+			t.Errorf("%q: tap_io_uring %v, %v", tc.yaml, c != nil && c.TAPIOUring, err)
+		}
+	}
+	if _, err := ParseConfig(strings.NewReader("tap_io_uring: sometimes\n" + minimalConfig)); !errors.Is(err, ErrConfig) {
+		t.Errorf("tap_io_uring: sometimes: %v, want ErrConfig", err)
 	}
 }
 
@@ -164,7 +177,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add("run_to_completion: maybe\n" + minimalConfig)
 	f.Add("tap_napi: true\n" + minimalConfig)
 	f.Add("underlay: eth0\nlocal: 192.168.77.2\ncluster: {etcd: [\"http://10.0.0.1:2379\"], node: a, lease_ttl: 3s}\nnetworks: [{vni: 1}]\n")
-	f.Add("ttl: inherit\ntos: 0x88\ndf: set\nsrcport: [1000, 2000]\nudp_checksum: true\nlearning: false\n" + minimalConfig +
+	f.Add("ttl: inherit\ntos: 0x88\ndf: set\nsrcport: [1000, 2000]\nudp_checksum: true\nlearning: false\ntap_io_uring: false\n" + minimalConfig +
 		"    fdb: [{mac: \"02:aa:00:00:00:01\", remote: 192.168.77.1}]\n" +
 		"    neighbours: [{ip: 10.42.0.1, mac: \"02:aa:00:00:00:01\"}, {ip: \"fd42::1\", mac: \"02:aa:00:00:00:02\"}]\n" +
 		"    neigh_suppress: true\n")

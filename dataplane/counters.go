@@ -115,6 +115,8 @@ type counters struct {
 	gsoSuper           atomic.Uint64 // super-frames read from ports and cut (port reader)
 	gsoSegments        atomic.Uint64 // the frames cut from them (port reader)
 	neighReplies       atomic.Uint64 // ARP requests and solicitations answered (port reader)
+	ringBatches        atomic.Uint64 // io_uring batches of TAP writes submitted (merger)
+	ringFrames         atomic.Uint64 // inner frames written to TAPs through them (merger)
 	parse              [packet.NumDropReasons]atomic.Uint64
 	drops              [numDrops]atomic.Uint64
 	_                  [64]byte // keep neighbouring goroutines' counters off this cache line
@@ -148,6 +150,9 @@ type Counters struct {
 	// NeighReplies counts the ARP requests and IPv6 neighbour solicitations from local
 	// ports that vxdp answered itself (neigh_suppress) instead of flooding them.
 	NeighReplies uint64
+	// TAPRingBatches counts the mergers' io_uring batches of TAP writes (tap_io_uring), one
+	// per micro-flow with TAP deliveries, and TAPRingFrames the inner frames they wrote.
+	TAPRingBatches, TAPRingFrames uint64
 	// Parse counts frames dropped by the outer or inner header checks, by packet.DropReason.
 	Parse [packet.NumDropReasons]uint64
 	// Drops counts frames dropped by the dataplane, by Drop.
@@ -171,6 +176,8 @@ func (c *Counters) add(o *counters) {
 	c.NeighReplies += o.neighReplies.Load()
 	c.GSOSuperFrames += o.gsoSuper.Load()
 	c.GSOSegments += o.gsoSegments.Load()
+	c.TAPRingBatches += o.ringBatches.Load()
+	c.TAPRingFrames += o.ringFrames.Load()
 	for i := range o.parse {
 		c.Parse[i] += o.parse[i].Load()
 	}

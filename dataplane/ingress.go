@@ -92,6 +92,9 @@ type queue struct {
 	// is in the line: the reader alone uses them.
 	solo   *microflow
 	inline *worker
+	// ring writes the merger's TAP deliveries in batches (tapring.go); nil: one write per
+	// delivery, through writer for super-frames.
+	ring *tapRing
 }
 
 // newQueue prepares the reorder line of socket s; depth micro-flows of batch frames each
@@ -223,9 +226,13 @@ func (v *VTEP) runMerger(q *queue) {
 // write makes the deliveries of micro-flow mf, in order: the merger's part, or the
 // reader's for a micro-flow it runs to completion (the merger is idle then).
 func (v *VTEP) write(q *queue, mf *microflow) {
-	for _, d := range mf.out {
+	for i, d := range mf.out {
 		if d.t.veth != nil {
 			q.veth.pend = append(q.veth.pend, d)
+			continue
+		}
+		if q.ring != nil {
+			q.ring.sent = append(q.ring.sent, i)
 			continue
 		}
 		if d.rest != nil {
@@ -233,6 +240,9 @@ func (v *VTEP) write(q *queue, mf *microflow) {
 			continue
 		}
 		v.deliver(d.t, d.pkt, d.frames, d.bytes, &q.c)
+	}
+	if q.ring != nil && len(q.ring.sent) > 0 {
+		v.writeRing(q, mf.out)
 	}
 	q.veth.flush(v, &q.c)
 }

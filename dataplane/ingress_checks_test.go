@@ -574,6 +574,7 @@ func TestReloadable(t *testing.T) {
 		{"ttl: inherit\n", "ttl to or from inherit"},
 		{"udp_checksum: true\n", "udp_checksum"},
 		{"srcport: [1000, 2000]\n", "srcport"},
+		{"tap_io_uring: false\n", "tap_io_uring"},
 		{"fdb_max: 10\nworkers: 1\n", "fdb_max workers"},
 	} {
 		c, err := ParseConfig(strings.NewReader(tc.yaml + minimalConfig))

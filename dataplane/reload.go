@@ -157,7 +157,7 @@ var configFields = map[string]string{
 	"Workers": "workers", "MicroFlow": "microflow", "Offload": "offload", "Admin": "admin",
 	"RunToCompletion": "run_to_completion", "TAPNAPI": "tap_napi",
 	"KeepPorts": "ports_on_exit", "VXLANReservedIgnored": "vxlan_reserved_bits", "InnerVLAN": "inner_vlan",
-	"SrcPorts": "srcport",
+	"SrcPorts": "srcport", "TAPIOUring": "tap_io_uring",
 }
 
 // findNetwork returns the VNI vni of cfg, or nil.

@@ -27,8 +27,12 @@ type tap struct {
 	index int // position in VTEP.ports, the FDB's local-port index
 	file  *os.File
 	raw   syscall.RawConn
-	mac   [6]byte
-	net   *network // the VNI the port belongs to
+	// fd is file's descriptor, for the mergers' io_uring batches (tapring.go), which read
+	// it only under VTEP.mu shared and only while closed is unset: the file closes under
+	// VTEP.mu alone.
+	fd  int
+	mac [6]byte
+	net *network // the VNI the port belongs to
 	// vnet: every frame read or written has a virtio_net_hdr in front (IFF_VNET_HDR), and
 	// the kernel hands over and takes TSO super-frames (TUNSETOFFLOAD). uso: UDP too.
 	vnet, uso bool
@@ -174,7 +178,7 @@ func openTAP(p Port, index int, offload, napi bool) (_ *tap, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("tap %s: %w", p.TAP, err)
 	}
-	t := &tap{port: p, index: index, file: file, raw: raw, vnet: offload, uso: uso, adopted: adopted}
+	t := &tap{port: p, index: index, file: file, raw: raw, fd: fd, vnet: offload, uso: uso, adopted: adopted}
 	copy(t.mac[:], link.Attrs().HardwareAddr)
 	return t, nil
 }

@@ -90,6 +90,8 @@ type VTEP struct {
 	// room is the space inner frames need in front of them for a virtio_net_hdr on the
 	// way into a TAP: offload.HdrLen with offloads, else 0.
 	room int
+	// ringOnce logs, once, that the mergers cannot have io_uring (tapring.go).
+	ringOnce sync.Once
 	// xdpFinal holds the XDP counters as Run began to stop, for the exit log.
 	xdpFinal finalXDP
 
@@ -184,7 +186,7 @@ func (v *VTEP) Run(ctx context.Context) (err error) {
 	v.log.Info("vxdp running", "underlay", v.cfg.Underlay, "local", v.cfg.Local, "port", v.cfg.Port,
 		"xdp_mode", v.prog.Mode(), "queues", len(v.socks), "zerocopy", v.socks[0].ZeroCopy(),
 		"multibuffer", v.multiBuffer, "ports", len(v.ports),
-		"workers", v.cfg.Workers, "microflow", v.cfg.MicroFlow)
+		"workers", v.cfg.Workers, "microflow", v.cfg.MicroFlow, "tap_io_uring", v.queues[0].ring != nil)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	v.queueWatch.Add(1)
@@ -340,8 +342,10 @@ func (v *VTEP) openQueue(q int) error {
 		s.Close()
 		return fmt.Errorf("reorder line of queue %d: %w", q, err)
 	}
+	qu.ring = v.newTapRing(v.cfg.MicroFlow)
 	if err := v.prog.RegisterSocket(q, s.FD()); err != nil {
 		s.Close()
+		qu.ring.close()
 		return fmt.Errorf("register af_xdp socket of queue %d: %w", q, err)
 	}
 	v.mu.Lock()
@@ -417,6 +421,9 @@ func (v *VTEP) teardown() error {
 	v.mergers.Wait()
 	for _, q := range v.queues {
 		q.drain()
+		if err := q.ring.close(); err != nil {
+			errs = append(errs, fmt.Errorf("queue %d: %w", q.index, err))
+		}
 	}
 	v.mu.Lock() // a Reload in progress ends first; one after this finds vxdp stopping
 	for _, t := range v.ports {

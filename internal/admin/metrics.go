@@ -77,6 +77,9 @@ var (
 	gsoSuperFrames = desc("offload", "gso_super_frames_total", "TSO/USO super-frames read from local ports and cut into MTU-sized frames.")
 	gsoSegments    = desc("offload", "gso_segments_total", "MTU-sized frames cut from the GSO super-frames.")
 
+	tapRingBatches = desc("tap", "io_uring_batches_total", "Batches of TAP writes the mergers submitted through io_uring (tap_io_uring), one io_uring_enter each per ring's worth.")
+	tapRingFrames  = desc("tap", "io_uring_frames_total", "Inner frames the mergers wrote to TAPs through io_uring.")
+
 	neighReplies = desc("neigh", "replies_total", "ARP requests and IPv6 neighbour solicitations from local ports vxdp answered itself (neigh_suppress) instead of flooding them.")
 
 	workerMicroflows = desc("worker", "microflows_total", "Micro-flows an ingress worker processed; worker=\"reader\": those the queue readers ran to completion themselves.", "worker")
@@ -127,7 +130,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		parseDrops, dataplaneDrops, xdpRedirected, xdpPassed, xdpDrops,
 		queueDelivered, queueDeliveredBytes,
 		xskReceived, xskTransmitted, xskCompleted, xskErrors, xskFillEmpty, xskTxEmpty, xskKicks,
-		groSuperFrames, groMerged, gsoSuperFrames, gsoSegments, neighReplies,
+		groSuperFrames, groMerged, gsoSuperFrames, gsoSegments, tapRingBatches, tapRingFrames, neighReplies,
 		workerMicroflows, reorderWait, fdbEntries, fdbMax, fdbEvents,
 	} {
 		ch <- d
@@ -171,6 +174,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(groMerged, k.GROMerged)
 	counter(gsoSuperFrames, k.GSOSuperFrames)
 	counter(gsoSegments, k.GSOSegments)
+	counter(tapRingBatches, k.TAPRingBatches)
+	counter(tapRingFrames, k.TAPRingFrames)
 	counter(neighReplies, k.NeighReplies)
 	for _, p := range s.Ports {
 		counter(portRead, p.Read, p.Name)

@@ -56,6 +56,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	workers := fs.String("workers", "", "comma-separated vxdp worker counts: adds configurations vxdp-w<n> (vxdp on B with \"workers: n\")")
 	microflows := fs.String("microflows", "", "comma-separated micro-flow sizes: adds configurations vxdp-b<n> (vxdp on B with \"microflow: n\")")
 	noOffload := fs.Bool("nooffload", false, "adds configurations vxdp-nooffload and vxdp-both-nooffload (\"offload: false\")")
+	noURing := fs.Bool("nouring", false, "adds configurations vxdp-nouring and vxdp-both-nouring (\"tap_io_uring: false\")")
 	veth := fs.Bool("veth", false, "adds configurations vxdp-veth and vxdp-both-veth (veth ports instead of TAPs); -configs may name them without it")
 	pprof := fs.Bool("pprof", false, "also write a CPU profile of every vxdp process over every run into OUT/pprof (from its admin server)")
 	perf := fs.Bool("perf", false, "also write a whole-machine profile of every run (perf record -a -g) into OUT/perf")
@@ -100,6 +101,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	variants := append(bench.WorkerConfigs(ws), bench.MicroFlowConfigs(bs)...)
 	if *noOffload {
 		variants = append(variants, bench.NoOffloadConfigs()...)
+	}
+	if *noURing {
+		variants = append(variants, bench.NoURingConfigs()...)
 	}
 	if *veth {
 		variants = append(variants, bench.VethConfigs()...)
