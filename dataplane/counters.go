@@ -115,6 +115,7 @@ type counters struct {
 	gsoSuper           atomic.Uint64 // super-frames read from ports and cut (port reader)
 	gsoSegments        atomic.Uint64 // the frames cut from them (port reader)
 	neighReplies       atomic.Uint64 // ARP requests and solicitations answered (port reader)
+	txInPlace          atomic.Uint64 // frames read from ports into TX frames and queued there (port reader)
 	parse              [packet.NumDropReasons]atomic.Uint64
 	drops              [numDrops]atomic.Uint64
 	_                  [64]byte // keep neighbouring goroutines' counters off this cache line
@@ -145,6 +146,10 @@ type Counters struct {
 	// NeighReplies counts the ARP requests and IPv6 neighbour solicitations from local
 	// ports that vxdp answered itself (neigh_suppress) instead of flooding them.
 	NeighReplies uint64
+	// TxInPlace counts the frames read from local ports straight into AF_XDP TX frames and
+	// queued to be sent from there, the outer headers written in front: no copy after the
+	// read.
+	TxInPlace uint64
 	// Parse counts frames dropped by the outer or inner header checks, by packet.DropReason.
 	Parse [packet.NumDropReasons]uint64
 	// Drops counts frames dropped by the dataplane, by Drop.
@@ -166,6 +171,7 @@ func (c *Counters) add(o *counters) {
 	c.GROSuperFrames += o.groSuper.Load()
 	c.GROMerged += o.groMerged.Load()
 	c.NeighReplies += o.neighReplies.Load()
+	c.TxInPlace += o.txInPlace.Load()
 	c.GSOSuperFrames += o.gsoSuper.Load()
 	c.GSOSegments += o.gsoSegments.Load()
 	for i := range o.parse {

@@ -45,6 +45,11 @@ type egress struct {
 	inPlace bool
 	zc      [][]byte
 	zsizes  []int
+	// held is the TX frame reserved from sock that the frame being switched was read into,
+	// or nil if it was read into the heap; heap is the read's heap buffer, laid out alike,
+	// where a frame flooded to several remotes is copied. Queueing the frame for
+	// transmission in place clears held; the reader takes back a frame still held.
+	held, heap []byte
 	// veth holds what toVeth cuts from super-frames for veth ports; nil until needed.
 	veth *vethScratch
 	// neigh holds the answer to an ARP request or a neighbour solicitation (neigh_suppress),
@@ -71,9 +76,9 @@ func (v *VTEP) runPort(t *tap, c *counters) {
 	if t.vnet {
 		// The virtio_net_hdr is read into the end of the headroom, so that the frame
 		// itself starts at packet.Headroom, as without offloads.
-		r = newTapReader(t, tapVnetBatch, packet.Headroom-offload.HdrLen, offload.HdrLen+offload.MaxFrameLen)
+		r = newTapReader(t, tapVnetBatch, packet.Headroom-offload.HdrLen, offload.HdrLen+offload.MaxFrameLen, e.sock)
 	} else {
-		r = newTapReader(t, batchSize, packet.Headroom, 14+e.mtu+1) // one spare byte detects oversize frames
+		r = newTapReader(t, batchSize, packet.Headroom, 14+e.mtu+1, e.sock) // one spare byte detects oversize frames
 	}
 	for {
 		n, err := r.readBatch()
@@ -86,16 +91,28 @@ func (v *VTEP) runPort(t *tap, c *counters) {
 		}
 		now := v.clock.Now()
 		v.mu.RLock() // once per batch: the ports, networks and remotes hold still
-		for i := 0; i < n; i++ {
-			if t.vnet {
-				e.readVnet(r.bufs[i], r.sizes[i], now)
-			} else {
-				e.readPlain(r.bufs[i], r.sizes[i], now)
-			}
-		}
-		e.flush()
+		e.switchBatch(r, n, now)
 		v.mu.RUnlock()
 	}
+}
+
+// switchBatch switches the n frames r read and transmits what goes to remote VTEPs. The
+// TX frames r read into go out with the batch or back to r.
+func (e *egress) switchBatch(r *tapReader, n int, now uint32) {
+	for i := 0; i < n; i++ {
+		e.held, e.heap = r.tx[i], r.heap[i]
+		if e.t.vnet {
+			e.readVnet(r.bufs[i], r.sizes[i], now)
+		} else {
+			e.readPlain(r.bufs[i], r.sizes[i], now)
+		}
+		if e.held != nil { // dropped, delivered to local ports or copied: not queued
+			r.giveBack(e.held)
+			e.held = nil
+		}
+		r.tx[i] = nil
+	}
+	e.flush()
 }
 
 // newEgress prepares the state of port t's reader, which transmits on sock and counts in c:
@@ -229,8 +246,18 @@ func (e *egress) forward(buf []byte, off, size int, hdr offload.VirtioNetHdr, no
 			e.toLocal(p, pkt, hdr, size)
 		}
 	}
-	if len(n.remotes) == 0 {
+	switch len(n.remotes) {
+	case 0:
 		return
+	case 1:
+		e.toSlot(0, buf, off, size, hdr) // as to a known MAC: queued, in place where it can be
+		return
+	}
+	if e.held != nil {
+		// Each remote's outer headers go in front of the frame in turn, and Transmit would
+		// post it from its TX frame as it is: the remotes get copies of the heap's instead.
+		copy(e.heap[off:off+size], buf[off:off+size])
+		buf = e.heap
 	}
 	bufs, sizes := e.segment(buf, off, size, hdr)
 	if len(bufs) == 0 {
@@ -299,6 +326,13 @@ func (e *egress) toRemote(buf []byte, off, size int, hdr offload.VirtioNetHdr, r
 		e.c.drops[DropNoNeighbour].Add(1)
 		return
 	}
+	e.toSlot(i, buf, off, size, hdr)
+}
+
+// toSlot encapsulates the frame (its segments, for a super-frame) toward the VNI's i-th
+// remote VTEP and queues it. A frame read into a TX frame (e.held) is queued there, so
+// that Transmit posts it without a copy.
+func (e *egress) toSlot(i int, buf []byte, off, size int, hdr offload.VirtioNetHdr) {
 	bufs, sizes, inPlace := e.segmentInPlace(buf, off, size, hdr)
 	if len(bufs) == 0 {
 		return
@@ -307,6 +341,10 @@ func (e *egress) toRemote(buf []byte, off, size int, hdr offload.VirtioNetHdr, r
 	for j, seg := range bufs {
 		if frame := e.encap(i, seg, packet.Headroom, sizes[j], srcPort); frame != nil {
 			e.tx = append(e.tx, frame)
+			if e.held != nil && &seg[0] == &e.held[0] {
+				e.held = nil // transmit posts it, or releases it if it cannot
+				e.c.txInPlace.Add(1)
+			}
 		} else if inPlace {
 			e.sock.Release(bufs[j : j+1])
 		}

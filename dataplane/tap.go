@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vxdp/vxdp/dataplane/offload"
+	"github.com/vxdp/vxdp/dataplane/xsk"
 )
 
 // tap is a local port: a TAP device whose file descriptor vxdp holds. With ports_on_exit:
@@ -345,48 +346,174 @@ func (t *tap) close() error {
 // tapReader reads frames from a TAP in batches: it waits in Go's poller for the first
 // frame and then takes what is already queued, up to the batch size, without blocking.
 // The read callback is bound once, so a batch allocates nothing.
+//
+// With a socket (newTapReader's sock), a read goes straight into a TX frame reserved from
+// it, at offset, so that egress can write the outer headers in front and post the frame
+// where it lies: the frame is then copied once, by the read. A read longer than what the
+// TX frame holds goes on into the heap buffer (readv); it is then moved whole into the
+// heap buffer, and the next read of the port goes to the heap straight away, as a stream
+// of super-frames or jumbo frames would spill again. When no TX frame is free the read
+// goes to the heap, as without a socket: egress never waits for one.
 type tapReader struct {
-	t      *tap
-	bufs   [][]byte
-	sizes  []int
-	offset int // headroom left free in front of each frame for the outer headers
-	n      int
-	err    error
-	readFn func(fd uintptr) bool
+	t *tap
+	// bufs[i] is where read i of the batch landed: tx[i] if that is not nil (a reserved TX
+	// frame, which the caller transmits or hands back with giveBack), else heap[i].
+	bufs  [][]byte
+	tx    [][]byte
+	heap  [][]byte
+	sizes []int
+	// offset is the headroom left free in front of each frame for the outer headers, and
+	// frameSize the longest read, in bytes.
+	offset, frameSize int
+	sock              *xsk.Socket // nil: reads go to the heap only
+	// spare holds reserved TX frames that hold no read, a stack. The reader keeps them while
+	// the port is busy and releases them when it waits for the next frame or stops.
+	spare [][]byte
+	// spilled: the last read did not fit its TX frame, so the next goes to the heap.
+	spilled bool
+	one     [1][]byte // a list of one frame, for Release
+	iov     [2]unix.Iovec
+	n       int
+	err     error
+	readFn  func(fd uintptr) bool
 }
 
-func newTapReader(t *tap, batch, offset, frameSize int) *tapReader {
-	r := &tapReader{t: t, bufs: make([][]byte, batch), sizes: make([]int, batch), offset: offset}
-	for i := range r.bufs {
-		r.bufs[i] = make([]byte, offset+frameSize)
+// tapReserveChunk is how many TX frames a reader reserves at once when it has no spare
+// one: a few, so that a busy port takes the socket's lock once per several reads, and an
+// idle one that reads a single frame gives back little.
+const tapReserveChunk = 16
+
+// newTapReader returns a reader of batch frames of up to frameSize bytes each, read at
+// offset; with sock not nil, into TX frames reserved from it where they fit.
+func newTapReader(t *tap, batch, offset, frameSize int, sock *xsk.Socket) *tapReader {
+	r := &tapReader{t: t, bufs: make([][]byte, batch), tx: make([][]byte, batch), heap: make([][]byte, batch),
+		sizes: make([]int, batch), offset: offset, frameSize: frameSize, sock: sock}
+	for i := range r.heap {
+		r.heap[i] = make([]byte, offset+frameSize)
+	}
+	if sock != nil && offset < sock.FrameSize() {
+		// Room for every frame the reader may hold at once (a batch) and a chunk more.
+		r.spare = make([][]byte, 0, batch+tapReserveChunk)
+	} else {
+		r.sock = nil
 	}
 	r.readFn = r.read
 	return r
 }
 
-// readBatch fills r.bufs[:n] (frames at r.offset, lengths in r.sizes) and returns n.
+// readBatch fills r.bufs[:n] (frames at r.offset, lengths in r.sizes) and returns n. The
+// TX frames of the previous batch must have been transmitted or given back.
 func (r *tapReader) readBatch() (int, error) {
 	r.n, r.err = 0, nil
 	if err := r.t.raw.Read(r.readFn); err != nil {
+		r.releaseSpare()
 		return 0, err
+	}
+	if r.err != nil { // the reads before the error are dropped with it
+		for i, f := range r.tx[:r.n] {
+			if f != nil {
+				r.one[0], r.tx[i] = f, nil
+				r.sock.Release(r.one[:])
+			}
+		}
 	}
 	return r.n, r.err
 }
 
 func (r *tapReader) read(fd uintptr) bool {
 	for r.n < len(r.bufs) {
-		m, err := unix.Read(int(fd), r.bufs[r.n][r.offset:])
+		i := r.n
+		f := r.txFrame()
+		var m int
+		var err error
+		switch {
+		case f == nil:
+			m, err = unix.Read(int(fd), r.heap[i][r.offset:])
+		case r.offset+r.frameSize <= len(f): // every read fits the TX frame
+			m, err = unix.Read(int(fd), f[r.offset:r.offset+r.frameSize])
+		default: // the TX frame, then the heap buffer beyond its length
+			m, err = r.readv(fd, f[r.offset:], r.heap[i][len(f):])
+		}
+		if err != nil && f != nil {
+			r.spare = append(r.spare, f) // reserved moments ago: there is room
+		}
 		switch {
 		case err == unix.EINTR:
 			continue
 		case err == unix.EAGAIN:
-			return r.n > 0 // nothing yet: park in the poller
+			if r.n > 0 {
+				return true
+			}
+			r.releaseSpare() // the port is idle: its TX frames are the socket's again
+			return false     // nothing yet: park in the poller
 		case err != nil:
 			r.err = fmt.Errorf("read tap %s: %w", r.t.port.TAP, err)
+			r.releaseSpare()
 			return true
 		}
-		r.sizes[r.n] = m
+		r.sizes[i] = m
+		switch {
+		case f == nil:
+			r.bufs[i], r.tx[i] = r.heap[i], nil
+			r.spilled = r.sock != nil && r.offset+m > r.sock.FrameSize()
+		case r.offset+m <= len(f):
+			r.bufs[i], r.tx[i] = f, f
+			r.spilled = false
+		default: // spilled: the head joins the rest in the heap buffer
+			copy(r.heap[i][r.offset:len(f)], f[r.offset:])
+			r.spare = append(r.spare, f)
+			r.bufs[i], r.tx[i] = r.heap[i], nil
+			r.spilled = true
+		}
 		r.n++
 	}
 	return true
+}
+
+// txFrame returns a reserved TX frame for the next read, or nil to read into the heap.
+func (r *tapReader) txFrame() []byte {
+	if r.sock == nil || r.spilled {
+		return nil
+	}
+	if len(r.spare) == 0 {
+		k := min(tapReserveChunk, len(r.bufs)-r.n, cap(r.spare))
+		r.spare = r.spare[:r.sock.Reserve(r.spare[:k])]
+		if len(r.spare) == 0 {
+			return nil // all in flight: the heap, rather than wait
+		}
+	}
+	top := len(r.spare) - 1
+	f := r.spare[top]
+	r.spare[top] = nil
+	r.spare = r.spare[:top]
+	return f
+}
+
+// giveBack takes back f, a TX frame of r.tx that egress did not transmit, for a later read.
+func (r *tapReader) giveBack(f []byte) {
+	if len(r.spare) == cap(r.spare) {
+		r.one[0] = f
+		r.sock.Release(r.one[:])
+		return
+	}
+	r.spare = append(r.spare, f)
+}
+
+// releaseSpare gives the spare TX frames back to the socket.
+func (r *tapReader) releaseSpare() {
+	if len(r.spare) > 0 {
+		r.sock.Release(r.spare)
+		clear(r.spare)
+		r.spare = r.spare[:0]
+	}
+}
+
+// readv reads one frame into a, then b if it is longer than a.
+func (r *tapReader) readv(fd uintptr, a, b []byte) (int, error) {
+	r.iov[0], r.iov[1] = iovec(a), iovec(b)
+	m, _, e := unix.Syscall(unix.SYS_READV, fd, uintptr(unsafe.Pointer(&r.iov[0])), uintptr(len(r.iov)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(m), nil
 }

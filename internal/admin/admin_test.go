@@ -62,6 +62,7 @@ func running() *snapshot {
 	c.Delivered, c.DeliveredBytes, c.FromPorts, c.FromPortsBytes = 990, 1_400_000, 905, 1_250_000
 	c.PerWorker = []uint64{7, 9}
 	c.GROSuperFrames, c.GROMerged, c.GSOSuperFrames, c.GSOSegments = 10, 400, 3, 90
+	c.TxInPlace = 800
 	for i := range c.Parse {
 		c.Parse[i] = uint64(i)
 	}
@@ -185,6 +186,7 @@ func TestMetricsValues(t *testing.T) {
 		"vxdp_offload_gro_merged_frames_total": c.GROMerged,
 		"vxdp_offload_gso_super_frames_total":  c.GSOSuperFrames,
 		"vxdp_offload_gso_segments_total":      c.GSOSegments,
+		"vxdp_egress_in_place_frames_total":    c.TxInPlace,
 	} {
 		if got := value(t, mfs, name, nil); got != float64(want) {
 			t.Errorf("%s = %v, want %d", name, got, want)
