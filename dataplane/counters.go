@@ -116,6 +116,7 @@ type counters struct {
 	gsoSegments        atomic.Uint64 // the frames cut from them (port reader)
 	neighReplies       atomic.Uint64 // ARP requests and solicitations answered (port reader)
 	txInPlace          atomic.Uint64 // frames read from ports into TX frames and queued there (port reader)
+	gsoPlaced          atomic.Uint64 // super-frames read scattered into TX frames (port reader)
 	parse              [packet.NumDropReasons]atomic.Uint64
 	drops              [numDrops]atomic.Uint64
 	_                  [64]byte // keep neighbouring goroutines' counters off this cache line
@@ -150,6 +151,10 @@ type Counters struct {
 	// queued to be sent from there, the outer headers written in front: no copy after the
 	// read.
 	TxInPlace uint64
+	// GSOPlaced counts the GSO super-frames read from local ports scattered: each
+	// segment's payload straight into an AF_XDP TX frame, where only the headers were then
+	// written (also counted in GSOSuperFrames).
+	GSOPlaced uint64
 	// Parse counts frames dropped by the outer or inner header checks, by packet.DropReason.
 	Parse [packet.NumDropReasons]uint64
 	// Drops counts frames dropped by the dataplane, by Drop.
@@ -172,6 +177,7 @@ func (c *Counters) add(o *counters) {
 	c.GROMerged += o.groMerged.Load()
 	c.NeighReplies += o.neighReplies.Load()
 	c.TxInPlace += o.txInPlace.Load()
+	c.GSOPlaced += o.gsoPlaced.Load()
 	c.GSOSuperFrames += o.gsoSuper.Load()
 	c.GSOSegments += o.gsoSegments.Load()
 	for i := range o.parse {

@@ -50,6 +50,11 @@ type egress struct {
 	// where a frame flooded to several remotes is copied. Queueing the frame for
 	// transmission in place clears held; the reader takes back a frame still held.
 	held, heap []byte
+	// placed holds the TX frames a scattered read put the payload of the super-frame being
+	// switched in (its headers are in heap), one per segment, or nil; r is the reader they
+	// go back to if they are not queued.
+	placed [][]byte
+	r      *tapReader
 	// veth holds what toVeth cuts from super-frames for veth ports; nil until needed.
 	veth *vethScratch
 	// neigh holds the answer to an ARP request or a neighbour solicitation (neigh_suppress),
@@ -76,9 +81,9 @@ func (v *VTEP) runPort(t *tap, c *counters) {
 	if t.vnet {
 		// The virtio_net_hdr is read into the end of the headroom, so that the frame
 		// itself starts at packet.Headroom, as without offloads.
-		r = newTapReader(t, tapVnetBatch, packet.Headroom-offload.HdrLen, offload.HdrLen+offload.MaxFrameLen, e.sock)
+		r = newTapReader(t, tapVnetBatch, packet.Headroom-offload.HdrLen, offload.HdrLen+offload.MaxFrameLen, e.sock, e.mtu)
 	} else {
-		r = newTapReader(t, batchSize, packet.Headroom, 14+e.mtu+1, e.sock) // one spare byte detects oversize frames
+		r = newTapReader(t, batchSize, packet.Headroom, 14+e.mtu+1, e.sock, 0) // one spare byte detects oversize frames
 	}
 	for {
 		n, err := r.readBatch()
@@ -99,8 +104,12 @@ func (v *VTEP) runPort(t *tap, c *counters) {
 // switchBatch switches the n frames r read and transmits what goes to remote VTEPs. The
 // TX frames r read into go out with the batch or back to r.
 func (e *egress) switchBatch(r *tapReader, n int, now uint32) {
+	e.r = r
 	for i := 0; i < n; i++ {
 		e.held, e.heap = r.tx[i], r.heap[i]
+		if r.placed != nil {
+			e.placed, r.placed[i] = r.placed[i], nil
+		}
 		if e.t.vnet {
 			e.readVnet(r.bufs[i], r.sizes[i], now)
 		} else {
@@ -110,9 +119,14 @@ func (e *egress) switchBatch(r *tapReader, n int, now uint32) {
 			r.giveBack(e.held)
 			e.held = nil
 		}
+		if e.placed != nil { // dropped
+			r.giveBackAll(e.placed)
+			e.placed = nil
+		}
 		r.tx[i] = nil
 	}
 	e.flush()
+	r.trimSpare()
 }
 
 // newEgress prepares the state of port t's reader, which transmits on sock and counts in c:
@@ -227,6 +241,7 @@ func (e *egress) forward(buf []byte, off, size int, hdr offload.VirtioNetHdr, no
 		if to, ok := n.fdb.Lookup(fdb.MACFrom(inner[0:6])); ok {
 			if to.IsLocal() {
 				if p := e.v.ports[to.Index()]; p != e.t {
+					e.gather(buf, off, size, hdr)
 					e.toLocal(p, pkt, hdr, size)
 				}
 				return
@@ -240,6 +255,9 @@ func (e *egress) forward(buf []byte, off, size int, hdr offload.VirtioNetHdr, no
 	// neighbour solicitation vxdp can answer goes no further.
 	if n.suppress && e.answerNeighbour(inner) {
 		return
+	}
+	if len(n.ports) > 1 || len(n.remotes) > 1 {
+		e.gather(buf, off, size, hdr) // copies need the whole frame
 	}
 	for _, p := range n.ports {
 		if p != e.t {
@@ -333,7 +351,15 @@ func (e *egress) toRemote(buf []byte, off, size int, hdr offload.VirtioNetHdr, r
 // remote VTEP and queues it. A frame read into a TX frame (e.held) is queued there, so
 // that Transmit posts it without a copy.
 func (e *egress) toSlot(i int, buf []byte, off, size int, hdr offload.VirtioNetHdr) {
-	bufs, sizes, inPlace := e.segmentInPlace(buf, off, size, hdr)
+	var bufs [][]byte
+	var sizes []int
+	var inPlace bool
+	if e.placed != nil {
+		bufs, sizes, inPlace = e.segmentPlaced(buf, off, size, hdr), e.zsizes, true
+		sizes = sizes[:len(bufs)]
+	} else {
+		bufs, sizes, inPlace = e.segmentInPlace(buf, off, size, hdr)
+	}
 	if len(bufs) == 0 {
 		return
 	}
@@ -379,6 +405,43 @@ func (e *egress) segmentInPlace(buf []byte, off, size int, hdr offload.VirtioNet
 	}
 	bufs, sizes = e.segment(buf, off, size, hdr)
 	return bufs, sizes, false
+}
+
+// segmentPlaced is segmentInPlace for a super-frame read scattered: its segments'
+// payloads are in e.placed already, and only their headers are written. It returns the
+// segments, which the caller transmits or releases, or none if it dropped the frame.
+func (e *egress) segmentPlaced(buf []byte, off, size int, hdr offload.VirtioNetHdr) [][]byte {
+	placed := e.placed
+	e.placed = nil
+	n, err := offload.SegmentPlaced(hdr, buf[off:off+size], size, e.mtu, placed, e.zsizes[:len(placed)], packet.Headroom)
+	if err != nil || n != len(placed) { // the reader checked the layout: not expected
+		e.c.drops[DropBadOffload].Add(1)
+		e.r.giveBackAll(placed)
+		return nil
+	}
+	e.c.gsoSuper.Add(1)
+	e.c.gsoSegments.Add(uint64(n))
+	e.c.gsoPlaced.Add(1)
+	return placed
+}
+
+// gather moves the payload of a super-frame read scattered from e.placed into buf, behind
+// its headers, where an ordinary read would have put it, for the paths that need the
+// frame whole (local ports, copies for several remotes); the TX frames go back to the
+// reader.
+func (e *egress) gather(buf []byte, off, size int, hdr offload.VirtioNetHdr) {
+	if e.placed == nil {
+		return
+	}
+	hl, seg, _ := offload.PayloadPerSegment(hdr, buf[off:off+size], size, e.mtu) // the reader checked it
+	at := packet.Headroom + hl
+	for j, f := range e.placed {
+		n := min(seg, size-hl-j*seg)
+		copy(buf[off+hl+j*seg:], f[at:at+n])
+	}
+	e.r.giveBackAll(e.placed)
+	e.placed = nil
+	e.r.gathered()
 }
 
 // segment readies a frame for the underlay and returns the frames to encapsulate, each at

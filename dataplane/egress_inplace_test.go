@@ -167,7 +167,7 @@ func settle(t testing.TB, en *egressNode, r *tapReader, want int) {
 
 // vnetReader is runPort's reader for a TAP with offloads.
 func vnetReader(en *egressNode) *tapReader {
-	return newTapReader(en.e.t, tapVnetBatch, packet.Headroom-offload.HdrLen, offload.HdrLen+offload.MaxFrameLen, en.sock)
+	return newTapReader(en.e.t, tapVnetBatch, packet.Headroom-offload.HdrLen, offload.HdrLen+offload.MaxFrameLen, en.sock, en.e.mtu)
 }
 
 // tcpFrame is a TCP frame without GSO, of payload bytes from testInnerSrc to dst, whose
@@ -363,7 +363,7 @@ func TestEgressReadInPlacePlain(t *testing.T) {
 	en.e.t.vnet, en.e.v.room = false, 0
 	w := portPipe(t, en.e.t)
 	wire := wireCapture(t, "wire1")
-	r := newTapReader(en.e.t, batchSize, packet.Headroom, 14+en.e.mtu+1, en.sock)
+	r := newTapReader(en.e.t, batchSize, packet.Headroom, 14+en.e.mtu+1, en.sock, 0)
 	free := en.sock.TxFree()
 	f := tcpFrame(t, egressDst, 1, 1000)
 	feed(t, w, f, tcpFrame(t, egressDst, 2, 1500), f)
@@ -375,6 +375,35 @@ func TestEgressReadInPlacePlain(t *testing.T) {
 		t.Errorf("%d VXLAN frames on the wire, want 2 carrying the frame", len(got))
 	}
 	settle(t, en, r, free)
+}
+
+// BenchmarkEgressReadTSO measures a port's TSO super-frames of 45 segments (a batch of 2)
+// from the read to the AF_XDP transmit, read scattered into TX frames, against reads into
+// the heap that are cut into TX frames. Both include the test's writes into the pipe.
+func BenchmarkEgressReadTSO(b *testing.B) {
+	for _, scattered := range []bool{true, false} {
+		name := "heap"
+		if scattered {
+			name = "scattered"
+		}
+		b.Run(name, func(b *testing.B) {
+			en := newEgressNode(b)
+			w := portPipe(b, en.e.t)
+			mtu := en.e.mtu
+			if !scattered {
+				mtu = 0
+			}
+			r := newTapReader(en.e.t, tapVnetBatch, packet.Headroom-offload.HdrLen, offload.HdrLen+offload.MaxFrameLen, en.sock, mtu)
+			h, super := tsoFrame(b, 45*1398)
+			msg := vnetMsg(h, super)
+			b.ReportAllocs()
+			b.SetBytes(int64(2 * len(super)))
+			for b.Loop() {
+				feed(b, w, msg, msg)
+				pump(b, en, r, 2*45)
+			}
+		})
+	}
 }
 
 // BenchmarkEgressRead measures a port's frames without GSO (1.4 KB, a batch of 8) from the
@@ -391,7 +420,7 @@ func BenchmarkEgressRead(b *testing.B) {
 			w := portPipe(b, en.e.t)
 			r := vnetReader(en)
 			if !inPlace {
-				r = newTapReader(en.e.t, tapVnetBatch, packet.Headroom-offload.HdrLen, offload.HdrLen+offload.MaxFrameLen, nil)
+				r = newTapReader(en.e.t, tapVnetBatch, packet.Headroom-offload.HdrLen, offload.HdrLen+offload.MaxFrameLen, nil, 0)
 			}
 			msg := vnetMsg(offload.VirtioNetHdr{}, tcpFrame(b, egressDst, 1, 1400-54))
 			batch := [][]byte{msg, msg, msg, msg, msg, msg, msg, msg}
@@ -403,4 +432,142 @@ func BenchmarkEgressRead(b *testing.B) {
 			}
 		})
 	}
+}
+
+// segmentsOf returns the frames Segment cuts super, behind h, into at the port's MTU.
+func segmentsOf(t testing.TB, en *egressNode, h offload.VirtioNetHdr, super []byte) [][]byte {
+	out := make([][]byte, tapGSOMaxSegs)
+	for i := range out {
+		out[i] = make([]byte, 14+en.e.mtu)
+	}
+	sizes := make([]int, len(out))
+	n, err := offload.Segment(h, super, en.e.mtu, out, sizes, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		out[i] = out[i][:sizes[i]]
+	}
+	return out[:n]
+}
+
+// TestEgressReadScattered: a super-frame after a super-frame of the same layout is read
+// scattered, each segment's payload straight into a TX frame, and its segments arrive as
+// Segment cuts them; a super-frame longer than predicted, or with another segment size, is
+// moved into the heap and cut as before, and a shorter one takes fewer TX frames. No TX
+// frame is left behind.
+func TestEgressReadScattered(t *testing.T) {
+	en := newEgressNode(t)
+	w := portPipe(t, en.e.t)
+	wire := wireCapture(t, "wire1")
+	r := vnetReader(en)
+	free := en.sock.TxFree()
+	type super struct {
+		payload, mss int
+		placed       bool // read scattered
+	}
+	supers := []super{{20000, 1398, false}, {20000, 1398, true}, {20000, 1398, true}, {30000, 1398, false},
+		{10000, 1398, true}, {10000, 1000, false}, {10000, 1000, true}}
+	var want [][]byte
+	placed := uint64(0)
+	for i, s := range supers {
+		h, f := tsoFrameMSS(t, s.payload, s.mss)
+		f[len(f)-1] = byte(i) // tell the super-frames apart
+		feed(t, w, vnetMsg(h, f))
+		want = append(want, segmentsOf(t, en, h, f)...)
+		if s.placed {
+			placed++
+		}
+	}
+	pump(t, en, r, uint64(len(want)))
+	if got := en.c.gsoPlaced.Load(); got != placed {
+		t.Errorf("%d super-frames read scattered, want %d", got, placed)
+	}
+	if got := en.c.txPackets.Load(); got != uint64(len(want)) {
+		t.Errorf("%d frames transmitted, want %d", got, len(want))
+	}
+	got := wireInner(t, wire)
+	if len(got) != len(want) {
+		t.Fatalf("%d VXLAN frames on the wire, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("VXLAN frame %d differs from what Segment cuts", i)
+		}
+	}
+	settle(t, en, r, free)
+
+	// Scattered reads, from the read to the transmit, allocate nothing.
+	h, f := tsoFrameMSS(t, 10000, 1000)
+	msg := vnetMsg(h, f)
+	segs := uint64(len(segmentsOf(t, en, h, f)))
+	round := func() {
+		feed(t, w, msg, msg)
+		pump(t, en, r, 2*segs)
+	}
+	before := en.c.gsoPlaced.Load()
+	if n := testing.AllocsPerRun(50, round); n != 0 {
+		t.Errorf("%.1f allocations per batch", n)
+	}
+	if got := en.c.gsoPlaced.Load() - before; got != 51*2 {
+		t.Errorf("%d of %d super-frames read scattered", got, 51*2)
+	}
+	settle(t, en, r, free)
+}
+
+// TestEgressReadScatteredGather: a super-frame read scattered that goes to another local
+// port, or is flooded to it and to the remote, is gathered whole again first, and the
+// port's next super-frames are read whole; no TX frame is left behind.
+func TestEgressReadScatteredGather(t *testing.T) {
+	en := newEgressNode(t)
+	v, n := en.e.v, en.e.n
+	w := portPipe(t, en.e.t)
+	wire := wireCapture(t, "wire1")
+	other := &tap{port: Port{TAP: "p42b", MTU: 1450}, index: 1, net: n, vnet: true}
+	otherOut := portPipe(t, other)
+	n.ports, v.ports = append(n.ports, other), append(v.ports, other)
+	local, unknown := net.HardwareAddr{0x02, 0, 0, 0, 0x0c, 0x01}, net.HardwareAddr{0x02, 0, 0, 0, 0x0c, 0x09}
+	n.fdb.Learn(fdb.MACFrom(local), fdb.LocalPort(1), 1)
+	r := vnetReader(en)
+	free := en.sock.TxFree()
+
+	h, first := tsoFrame(t, 20000)
+	_, toLocal := tsoFrame(t, 20000)
+	copy(toLocal[0:6], local)
+	toLocal[len(toLocal)-1] = 1
+	_, flooded := tsoFrame(t, 20000)
+	copy(flooded[0:6], unknown)
+	flooded[len(flooded)-1] = 2
+	segs := len(segmentsOf(t, en, h, first))
+	buf := make([]byte, 1<<17)
+	for _, want := range [][]byte{toLocal, flooded} {
+		r.noScatter = 0
+		feed(t, w, vnetMsg(h, first), vnetMsg(h, want))
+		pump(t, en, r, uint64(2*segs))
+		if r.noScatter != tapGatherBackoff {
+			t.Errorf("not gathered: %d super-frames to read whole, want %d", r.noScatter, tapGatherBackoff)
+		}
+		m, err := unix.Read(otherOut, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf[offload.HdrLen:m], want) {
+			t.Errorf("the other port got %d bytes, not the %d-byte super-frame whole", m-offload.HdrLen, len(want))
+		}
+	}
+	if got := en.c.gsoPlaced.Load(); got != 0 {
+		t.Errorf("%d super-frames sent from where they were read scattered, want 0 (all gathered)", got)
+	}
+	got := wireInner(t, wire)
+	wantWire := append(segmentsOf(t, en, h, first), segmentsOf(t, en, h, first)...)
+	wantWire = append(wantWire, segmentsOf(t, en, h, flooded)...)
+	if len(got) != len(wantWire) {
+		t.Fatalf("%d VXLAN frames on the wire, want %d", len(got), len(wantWire))
+	}
+	for i := range wantWire {
+		if !bytes.Equal(got[i], wantWire[i]) {
+			t.Fatalf("VXLAN frame %d differs from what Segment cuts", i)
+		}
+	}
+	settle(t, en, r, free)
 }

@@ -77,6 +77,7 @@ var (
 	gsoSuperFrames = desc("offload", "gso_super_frames_total", "TSO/USO super-frames read from local ports and cut into MTU-sized frames.")
 	gsoSegments    = desc("offload", "gso_segments_total", "MTU-sized frames cut from the GSO super-frames.")
 
+	egressPlaced  = desc("egress", "scattered_super_frames_total", "GSO super-frames read from local ports scattered: each segment's payload straight into an AF_XDP TX frame, only the headers written after the read.")
 	egressInPlace = desc("egress", "in_place_frames_total", "Frames read from local ports straight into AF_XDP TX frames and sent from there with no copy after the read.")
 
 	neighReplies = desc("neigh", "replies_total", "ARP requests and IPv6 neighbour solicitations from local ports vxdp answered itself (neigh_suppress) instead of flooding them.")
@@ -175,6 +176,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(gsoSegments, k.GSOSegments)
 	counter(neighReplies, k.NeighReplies)
 	counter(egressInPlace, k.TxInPlace)
+	counter(egressPlaced, k.GSOPlaced)
 	for _, p := range s.Ports {
 		counter(portRead, p.Read, p.Name)
 		counter(portReadBytes, p.ReadBytes, p.Name)
