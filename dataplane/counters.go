@@ -117,6 +117,8 @@ type counters struct {
 	neighReplies       atomic.Uint64 // ARP requests and solicitations answered (port reader)
 	ringBatches        atomic.Uint64 // io_uring batches of TAP writes submitted (merger)
 	ringFrames         atomic.Uint64 // inner frames written to TAPs through them (merger)
+	txInPlace          atomic.Uint64 // frames read from ports into TX frames and queued there (port reader)
+	gsoPlaced          atomic.Uint64 // super-frames read scattered into TX frames (port reader)
 	parse              [packet.NumDropReasons]atomic.Uint64
 	drops              [numDrops]atomic.Uint64
 	_                  [64]byte // keep neighbouring goroutines' counters off this cache line
@@ -153,6 +155,14 @@ type Counters struct {
 	// TAPRingBatches counts the mergers' io_uring batches of TAP writes (tap_io_uring), one
 	// per micro-flow with TAP deliveries, and TAPRingFrames the inner frames they wrote.
 	TAPRingBatches, TAPRingFrames uint64
+	// TxInPlace counts the frames read from local ports straight into AF_XDP TX frames and
+	// queued to be sent from there, the outer headers written in front: no copy after the
+	// read.
+	TxInPlace uint64
+	// GSOPlaced counts the GSO super-frames read from local ports scattered: each
+	// segment's payload straight into an AF_XDP TX frame, where only the headers were then
+	// written (also counted in GSOSuperFrames).
+	GSOPlaced uint64
 	// Parse counts frames dropped by the outer or inner header checks, by packet.DropReason.
 	Parse [packet.NumDropReasons]uint64
 	// Drops counts frames dropped by the dataplane, by Drop.
@@ -174,6 +184,8 @@ func (c *Counters) add(o *counters) {
 	c.GROSuperFrames += o.groSuper.Load()
 	c.GROMerged += o.groMerged.Load()
 	c.NeighReplies += o.neighReplies.Load()
+	c.TxInPlace += o.txInPlace.Load()
+	c.GSOPlaced += o.gsoPlaced.Load()
 	c.GSOSuperFrames += o.gsoSuper.Load()
 	c.GSOSegments += o.gsoSegments.Load()
 	c.TAPRingBatches += o.ringBatches.Load()

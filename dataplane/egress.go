@@ -45,6 +45,16 @@ type egress struct {
 	inPlace bool
 	zc      [][]byte
 	zsizes  []int
+	// held is the TX frame reserved from sock that the frame being switched was read into,
+	// or nil if it was read into the heap; heap is the read's heap buffer, laid out alike,
+	// where a frame flooded to several remotes is copied. Queueing the frame for
+	// transmission in place clears held; the reader takes back a frame still held.
+	held, heap []byte
+	// placed holds the TX frames a scattered read put the payload of the super-frame being
+	// switched in (its headers are in heap), one per segment, or nil; r is the reader they
+	// go back to if they are not queued.
+	placed [][]byte
+	r      *tapReader
 	// veth holds what toVeth cuts from super-frames for veth ports; nil until needed.
 	veth *vethScratch
 	// neigh holds the answer to an ARP request or a neighbour solicitation (neigh_suppress),
@@ -71,9 +81,9 @@ func (v *VTEP) runPort(t *tap, c *counters) {
 	if t.vnet {
 		// The virtio_net_hdr is read into the end of the headroom, so that the frame
 		// itself starts at packet.Headroom, as without offloads.
-		r = newTapReader(t, tapVnetBatch, packet.Headroom-offload.HdrLen, offload.HdrLen+offload.MaxFrameLen)
+		r = newTapReader(t, tapVnetBatch, packet.Headroom-offload.HdrLen, offload.HdrLen+offload.MaxFrameLen, e.sock, e.mtu)
 	} else {
-		r = newTapReader(t, batchSize, packet.Headroom, 14+e.mtu+1) // one spare byte detects oversize frames
+		r = newTapReader(t, batchSize, packet.Headroom, 14+e.mtu+1, e.sock, 0) // one spare byte detects oversize frames
 	}
 	for {
 		n, err := r.readBatch()
@@ -86,16 +96,37 @@ func (v *VTEP) runPort(t *tap, c *counters) {
 		}
 		now := v.clock.Now()
 		v.mu.RLock() // once per batch: the ports, networks and remotes hold still
-		for i := 0; i < n; i++ {
-			if t.vnet {
-				e.readVnet(r.bufs[i], r.sizes[i], now)
-			} else {
-				e.readPlain(r.bufs[i], r.sizes[i], now)
-			}
-		}
-		e.flush()
+		e.switchBatch(r, n, now)
 		v.mu.RUnlock()
 	}
+}
+
+// switchBatch switches the n frames r read and transmits what goes to remote VTEPs. The
+// TX frames r read into go out with the batch or back to r.
+func (e *egress) switchBatch(r *tapReader, n int, now uint32) {
+	e.r = r
+	for i := 0; i < n; i++ {
+		e.held, e.heap = r.tx[i], r.heap[i]
+		if r.placed != nil {
+			e.placed, r.placed[i] = r.placed[i], nil
+		}
+		if e.t.vnet {
+			e.readVnet(r.bufs[i], r.sizes[i], now)
+		} else {
+			e.readPlain(r.bufs[i], r.sizes[i], now)
+		}
+		if e.held != nil { // dropped, delivered to local ports or copied: not queued
+			r.giveBack(e.held)
+			e.held = nil
+		}
+		if e.placed != nil { // dropped
+			r.giveBackAll(e.placed)
+			e.placed = nil
+		}
+		r.tx[i] = nil
+	}
+	e.flush()
+	r.trimSpare()
 }
 
 // newEgress prepares the state of port t's reader, which transmits on sock and counts in c:
@@ -210,6 +241,7 @@ func (e *egress) forward(buf []byte, off, size int, hdr offload.VirtioNetHdr, no
 		if to, ok := n.fdb.Lookup(fdb.MACFrom(inner[0:6])); ok {
 			if to.IsLocal() {
 				if p := e.v.ports[to.Index()]; p != e.t {
+					e.gather(buf, off, size, hdr)
 					e.toLocal(p, pkt, hdr, size)
 				}
 				return
@@ -224,13 +256,26 @@ func (e *egress) forward(buf []byte, off, size int, hdr offload.VirtioNetHdr, no
 	if n.suppress && e.answerNeighbour(inner) {
 		return
 	}
+	if len(n.ports) > 1 || len(n.remotes) > 1 {
+		e.gather(buf, off, size, hdr) // copies need the whole frame
+	}
 	for _, p := range n.ports {
 		if p != e.t {
 			e.toLocal(p, pkt, hdr, size)
 		}
 	}
-	if len(n.remotes) == 0 {
+	switch len(n.remotes) {
+	case 0:
 		return
+	case 1:
+		e.toSlot(0, buf, off, size, hdr) // as to a known MAC: queued, in place where it can be
+		return
+	}
+	if e.held != nil {
+		// Each remote's outer headers go in front of the frame in turn, and Transmit would
+		// post it from its TX frame as it is: the remotes get copies of the heap's instead.
+		copy(e.heap[off:off+size], buf[off:off+size])
+		buf = e.heap
 	}
 	bufs, sizes := e.segment(buf, off, size, hdr)
 	if len(bufs) == 0 {
@@ -299,7 +344,22 @@ func (e *egress) toRemote(buf []byte, off, size int, hdr offload.VirtioNetHdr, r
 		e.c.drops[DropNoNeighbour].Add(1)
 		return
 	}
-	bufs, sizes, inPlace := e.segmentInPlace(buf, off, size, hdr)
+	e.toSlot(i, buf, off, size, hdr)
+}
+
+// toSlot encapsulates the frame (its segments, for a super-frame) toward the VNI's i-th
+// remote VTEP and queues it. A frame read into a TX frame (e.held) is queued there, so
+// that Transmit posts it without a copy.
+func (e *egress) toSlot(i int, buf []byte, off, size int, hdr offload.VirtioNetHdr) {
+	var bufs [][]byte
+	var sizes []int
+	var inPlace bool
+	if e.placed != nil {
+		bufs, sizes, inPlace = e.segmentPlaced(buf, off, size, hdr), e.zsizes, true
+		sizes = sizes[:len(bufs)]
+	} else {
+		bufs, sizes, inPlace = e.segmentInPlace(buf, off, size, hdr)
+	}
 	if len(bufs) == 0 {
 		return
 	}
@@ -307,6 +367,10 @@ func (e *egress) toRemote(buf []byte, off, size int, hdr offload.VirtioNetHdr, r
 	for j, seg := range bufs {
 		if frame := e.encap(i, seg, packet.Headroom, sizes[j], srcPort); frame != nil {
 			e.tx = append(e.tx, frame)
+			if e.held != nil && &seg[0] == &e.held[0] {
+				e.held = nil // transmit posts it, or releases it if it cannot
+				e.c.txInPlace.Add(1)
+			}
 		} else if inPlace {
 			e.sock.Release(bufs[j : j+1])
 		}
@@ -341,6 +405,43 @@ func (e *egress) segmentInPlace(buf []byte, off, size int, hdr offload.VirtioNet
 	}
 	bufs, sizes = e.segment(buf, off, size, hdr)
 	return bufs, sizes, false
+}
+
+// segmentPlaced is segmentInPlace for a super-frame read scattered: its segments'
+// payloads are in e.placed already, and only their headers are written. It returns the
+// segments, which the caller transmits or releases, or none if it dropped the frame.
+func (e *egress) segmentPlaced(buf []byte, off, size int, hdr offload.VirtioNetHdr) [][]byte {
+	placed := e.placed
+	e.placed = nil
+	n, err := offload.SegmentPlaced(hdr, buf[off:off+size], size, e.mtu, placed, e.zsizes[:len(placed)], packet.Headroom)
+	if err != nil || n != len(placed) { // the reader checked the layout: not expected
+		e.c.drops[DropBadOffload].Add(1)
+		e.r.giveBackAll(placed)
+		return nil
+	}
+	e.c.gsoSuper.Add(1)
+	e.c.gsoSegments.Add(uint64(n))
+	e.c.gsoPlaced.Add(1)
+	return placed
+}
+
+// gather moves the payload of a super-frame read scattered from e.placed into buf, behind
+// its headers, where an ordinary read would have put it, for the paths that need the
+// frame whole (local ports, copies for several remotes); the TX frames go back to the
+// reader.
+func (e *egress) gather(buf []byte, off, size int, hdr offload.VirtioNetHdr) {
+	if e.placed == nil {
+		return
+	}
+	hl, seg, _ := offload.PayloadPerSegment(hdr, buf[off:off+size], size, e.mtu) // the reader checked it
+	at := packet.Headroom + hl
+	for j, f := range e.placed {
+		n := min(seg, size-hl-j*seg)
+		copy(buf[off+hl+j*seg:], f[at:at+n])
+	}
+	e.r.giveBackAll(e.placed)
+	e.placed = nil
+	e.r.gathered()
 }
 
 // segment readies a frame for the underlay and returns the frames to encapsulate, each at

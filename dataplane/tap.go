@@ -17,6 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vxdp/vxdp/dataplane/offload"
+	"github.com/vxdp/vxdp/dataplane/packet"
+	"github.com/vxdp/vxdp/dataplane/xsk"
 )
 
 // tap is a local port: a TAP device whose file descriptor vxdp holds. With ports_on_exit:
@@ -360,48 +362,379 @@ func (t *tap) close() error {
 // tapReader reads frames from a TAP in batches: it waits in Go's poller for the first
 // frame and then takes what is already queued, up to the batch size, without blocking.
 // The read callback is bound once, so a batch allocates nothing.
+//
+// With a socket (newTapReader's sock), a read goes straight into a TX frame reserved from
+// it, at offset, so that egress can write the outer headers in front and post the frame
+// where it lies: the frame is then copied once, by the read. A read longer than what the
+// TX frame holds goes on into the heap buffer (readv); it is then moved whole into the
+// heap buffer, and the next read of the port goes to the heap straight away, as a stream
+// of super-frames or jumbo frames would spill again. When no TX frame is free the read
+// goes to the heap, as without a socket: egress never waits for one.
+//
+// With offloads (newTapReader's mtu), a super-frame after a super-frame is read scattered
+// (readScattered): its virtio_net_hdr and headers into the heap buffer, and each segment's
+// payload straight into a TX frame of its own, behind room for the outer and inner headers,
+// as the last super-frame's layout predicts; offload.SegmentPlaced then only writes the
+// headers. A read the prediction does not fit is moved into the heap buffer whole.
 type tapReader struct {
-	t      *tap
-	bufs   [][]byte
-	sizes  []int
-	offset int // headroom left free in front of each frame for the outer headers
-	n      int
-	err    error
-	readFn func(fd uintptr) bool
+	t *tap
+	// bufs[i] is where read i of the batch landed: tx[i] if that is not nil (a reserved TX
+	// frame, which the caller transmits or hands back with giveBack), else heap[i].
+	bufs  [][]byte
+	tx    [][]byte
+	heap  [][]byte
+	sizes []int
+	// offset is the headroom left free in front of each frame for the outer headers, and
+	// frameSize the longest read, in bytes.
+	offset, frameSize int
+	sock              *xsk.Socket // nil: reads go to the heap only
+	// spare holds reserved TX frames that hold no read, a stack. The reader keeps them while
+	// the port is busy and releases them when it waits for the next frame or stops.
+	spare [][]byte
+	// spilled: the last read did not fit its TX frame, so the next goes to the heap.
+	spilled bool
+	one     [1][]byte // a list of one frame, for Release
+	iov     [2]unix.Iovec
+	// Scattered reads of super-frames (mtu > 0 only): placed[i] holds the TX frames read
+	// i's payload lies in, nil if it was not scattered, a view of pieces[i]; gsoHdr and
+	// gsoSeg are the header length and payload per segment of the port's last
+	// super-frame, gsoSegs its segments (0: no prediction).
+	mtu                     int
+	placed, pieces          [][][]byte
+	gsoHdr, gsoSeg, gsoSegs int
+	iovs                    []unix.Iovec
+	// noScatter counts down the super-frames read whole after egress had to gather one
+	// (it went to a local port): a stream toward one would be copied twice.
+	noScatter int
+	n         int
+	err       error
+	readFn    func(fd uintptr) bool
 }
 
-func newTapReader(t *tap, batch, offset, frameSize int) *tapReader {
-	r := &tapReader{t: t, bufs: make([][]byte, batch), sizes: make([]int, batch), offset: offset}
-	for i := range r.bufs {
-		r.bufs[i] = make([]byte, offset+frameSize)
+// tapReserveChunk is how many TX frames a reader reserves at once when it has no spare
+// one: a few, so that a busy port takes the socket's lock once per several reads, and an
+// idle one that reads a single frame gives back little.
+const tapReserveChunk = 16
+
+// newTapReader returns a reader of batch frames of up to frameSize bytes each, read at
+// offset; with sock not nil, into TX frames reserved from it where they fit. With mtu > 0
+// (a TAP with offloads, whose port has that MTU) super-frames are read scattered.
+func newTapReader(t *tap, batch, offset, frameSize int, sock *xsk.Socket, mtu int) *tapReader {
+	r := &tapReader{t: t, bufs: make([][]byte, batch), tx: make([][]byte, batch), heap: make([][]byte, batch),
+		sizes: make([]int, batch), offset: offset, frameSize: frameSize, sock: sock}
+	for i := range r.heap {
+		r.heap[i] = make([]byte, offset+frameSize)
+	}
+	if sock == nil || offset >= sock.FrameSize() {
+		r.sock = nil
+	} else if mtu > 0 {
+		r.mtu = mtu
+		r.placed, r.pieces = make([][][]byte, batch), make([][][]byte, batch)
+		for i := range r.pieces {
+			r.pieces[i] = make([][]byte, tapGSOMaxSegs)
+		}
+		r.iovs = make([]unix.Iovec, tapGSOMaxSegs+2)
+		// Room for every frame the reader may hold at once: a batch of scattered reads.
+		r.spare = make([][]byte, 0, batch*tapGSOMaxSegs+tapReserveChunk)
+	} else {
+		// Room for every frame the reader may hold at once (a batch) and a chunk more.
+		r.spare = make([][]byte, 0, batch+tapReserveChunk)
 	}
 	r.readFn = r.read
 	return r
 }
 
-// readBatch fills r.bufs[:n] (frames at r.offset, lengths in r.sizes) and returns n.
+// readBatch fills r.bufs[:n] (frames at r.offset, lengths in r.sizes) and returns n. The
+// TX frames of the previous batch must have been transmitted or given back.
 func (r *tapReader) readBatch() (int, error) {
 	r.n, r.err = 0, nil
 	if err := r.t.raw.Read(r.readFn); err != nil {
+		r.releaseSpare()
 		return 0, err
+	}
+	if r.err != nil { // the reads before the error are dropped with it
+		for i, f := range r.tx[:r.n] {
+			if f != nil {
+				r.one[0], r.tx[i] = f, nil
+				r.sock.Release(r.one[:])
+			}
+			if r.placed != nil && r.placed[i] != nil {
+				r.sock.Release(r.placed[i])
+				r.placed[i] = nil
+			}
+		}
 	}
 	return r.n, r.err
 }
 
 func (r *tapReader) read(fd uintptr) bool {
 	for r.n < len(r.bufs) {
-		m, err := unix.Read(int(fd), r.bufs[r.n][r.offset:])
+		i := r.n
+		if r.placed != nil {
+			r.placed[i] = nil
+		}
+		if k := r.reservePieces(i); k > 0 {
+			m, err := r.readScattered(fd, i, k)
+			switch {
+			case err == unix.EINTR:
+				r.giveBackAll(r.placed[i])
+				continue
+			case err != nil:
+				r.giveBackAll(r.placed[i])
+				r.placed[i] = nil
+			default:
+				r.sizes[i] = m
+				r.bufs[i], r.tx[i] = r.heap[i], nil
+				r.n++
+				continue
+			}
+			if err == unix.EAGAIN {
+				if r.n > 0 {
+					return true
+				}
+				r.releaseSpare()
+				return false
+			}
+			r.err = fmt.Errorf("read tap %s: %w", r.t.port.TAP, err)
+			r.releaseSpare()
+			return true
+		}
+		f := r.txFrame()
+		var m int
+		var err error
+		switch {
+		case f == nil:
+			m, err = unix.Read(int(fd), r.heap[i][r.offset:])
+		case r.offset+r.frameSize <= len(f): // every read fits the TX frame
+			m, err = unix.Read(int(fd), f[r.offset:r.offset+r.frameSize])
+		default: // the TX frame, then the heap buffer beyond its length
+			m, err = r.readv(fd, f[r.offset:], r.heap[i][len(f):])
+		}
+		if err != nil && f != nil {
+			r.spare = append(r.spare, f) // reserved moments ago: there is room
+		}
 		switch {
 		case err == unix.EINTR:
 			continue
 		case err == unix.EAGAIN:
-			return r.n > 0 // nothing yet: park in the poller
+			if r.n > 0 {
+				return true
+			}
+			r.releaseSpare() // the port is idle: its TX frames are the socket's again
+			return false     // nothing yet: park in the poller
 		case err != nil:
 			r.err = fmt.Errorf("read tap %s: %w", r.t.port.TAP, err)
+			r.releaseSpare()
 			return true
 		}
-		r.sizes[r.n] = m
+		r.sizes[i] = m
+		switch {
+		case f == nil:
+			r.bufs[i], r.tx[i] = r.heap[i], nil
+			r.spilled = r.sock != nil && r.offset+m > r.sock.FrameSize()
+			if r.spilled {
+				r.predict(i, m)
+			}
+		case r.offset+m <= len(f):
+			r.bufs[i], r.tx[i] = f, f
+			r.spilled = false
+		default: // spilled: the head joins the rest in the heap buffer
+			copy(r.heap[i][r.offset:len(f)], f[r.offset:])
+			r.spare = append(r.spare, f)
+			r.bufs[i], r.tx[i] = r.heap[i], nil
+			r.spilled = true
+			r.predict(i, m)
+		}
 		r.n++
 	}
 	return true
+}
+
+// txFrame returns a reserved TX frame for the next read, or nil to read into the heap.
+func (r *tapReader) txFrame() []byte {
+	if r.sock == nil || r.spilled {
+		return nil
+	}
+	if len(r.spare) == 0 {
+		k := min(tapReserveChunk, len(r.bufs)-r.n, cap(r.spare))
+		r.spare = r.spare[:r.sock.Reserve(r.spare[:k])]
+		if len(r.spare) == 0 {
+			return nil // all in flight: the heap, rather than wait
+		}
+	}
+	top := len(r.spare) - 1
+	f := r.spare[top]
+	r.spare[top] = nil
+	r.spare = r.spare[:top]
+	return f
+}
+
+// giveBack takes back f, a TX frame of r.tx that egress did not transmit, for a later read.
+func (r *tapReader) giveBack(f []byte) {
+	if len(r.spare) == cap(r.spare) {
+		r.one[0] = f
+		r.sock.Release(r.one[:])
+		return
+	}
+	r.spare = append(r.spare, f)
+}
+
+// giveBackAll is giveBack for each of fs.
+func (r *tapReader) giveBackAll(fs [][]byte) {
+	for _, f := range fs {
+		r.giveBack(f)
+	}
+}
+
+// predict takes the layout of read i, m bytes in the heap buffer, as the prediction for
+// the next read if it is a super-frame whose segments fit TX frames: the next super-frame
+// of a TCP stream has the same headers and segment size. Anything else ends the
+// prediction.
+func (r *tapReader) predict(i, m int) {
+	r.gsoSegs = 0
+	if r.mtu == 0 || m <= offload.HdrLen {
+		return
+	}
+	if r.noScatter > 0 {
+		r.noScatter--
+		return
+	}
+	b := r.heap[i][r.offset : r.offset+m]
+	hdr, err := offload.Decode(b[:offload.HdrLen])
+	if err != nil || hdr.GSOType == offload.GSONone {
+		return
+	}
+	frame := b[offload.HdrLen:]
+	hl, seg, err := offload.PayloadPerSegment(hdr, frame, len(frame), r.mtu)
+	if err != nil || r.offset+offload.HdrLen+hl+seg > r.sock.FrameSize() {
+		return
+	}
+	n := (len(frame) - hl + seg - 1) / seg
+	if n < 2 || n > tapGSOMaxSegs || r.offset+offload.HdrLen+hl+n*seg > len(r.heap[i]) {
+		return
+	}
+	r.gsoHdr, r.gsoSeg, r.gsoSegs = hl, seg, n
+}
+
+// reservePieces takes the TX frames for a scattered read i into r.placed[i] and returns
+// how many, or 0 for a read of the usual kind: no super-frame predicted, or too few TX
+// frames free. As many pieces as the last super-frame had: a longer one is moved.
+func (r *tapReader) reservePieces(i int) int {
+	if r.gsoSegs == 0 || !r.spilled {
+		return 0
+	}
+	k := r.gsoSegs
+	p := r.pieces[i][:k]
+	got := min(k, len(r.spare))
+	copy(p, r.spare[len(r.spare)-got:])
+	clear(r.spare[len(r.spare)-got:])
+	r.spare = r.spare[:len(r.spare)-got]
+	if got < k {
+		got += r.sock.Reserve(p[got:])
+	}
+	if got < k {
+		r.giveBackAll(p[:got])
+		return 0
+	}
+	r.placed[i] = p
+	return k
+}
+
+// readScattered reads super-frame i into its k pieces (r.placed[i]) as predicted: the
+// virtio_net_hdr and headers into the heap buffer, each segment's payload behind
+// packet.Headroom and the headers in a TX frame, anything longer into the heap buffer
+// after the pieces' place. If the frame is not the super-frame predicted, its bytes are
+// moved into the heap buffer, laid out as an ordinary read, and r.placed[i] is nil;
+// otherwise r.placed[i] holds the pieces the payload fills, the rest go back to spare.
+func (r *tapReader) readScattered(fd uintptr, i, k int) (int, error) {
+	pieces, heap := r.placed[i], r.heap[i]
+	hl, seg := r.gsoHdr, r.gsoSeg
+	head := r.offset + offload.HdrLen + hl // where the first payload byte goes in heap
+	at := packet.Headroom + hl             // where each piece's payload goes in its TX frame
+	iov := r.iovs[:0]
+	iov = append(iov, iovec(heap[r.offset:head]))
+	for _, f := range pieces {
+		iov = append(iov, iovec(f[at:at+seg]))
+	}
+	iov = append(iov, iovec(heap[head+k*seg:]))
+	m0, _, e := unix.Syscall(unix.SYS_READV, fd, uintptr(unsafe.Pointer(unsafe.SliceData(iov))), uintptr(len(iov)))
+	if e != 0 {
+		return 0, e
+	}
+	m := int(m0)
+	payload := m - (head - r.offset)
+	ok := payload > 0 && payload <= k*seg
+	if ok {
+		hdr, err := offload.Decode(heap[r.offset : r.offset+offload.HdrLen])
+		frame := heap[r.offset+offload.HdrLen : r.offset+m]
+		ok = err == nil && hdr.GSOType != offload.GSONone
+		if ok {
+			h, s, err := offload.PayloadPerSegment(hdr, frame[:hl], len(frame), r.mtu)
+			ok = err == nil && h == hl && s == seg
+		}
+	}
+	if !ok { // not as predicted: the usual layout, in the heap
+		for j, f := range pieces {
+			if n := min(seg, payload-j*seg); n > 0 {
+				copy(heap[head+j*seg:], f[at:at+n])
+			}
+		}
+		r.giveBackAll(pieces)
+		r.placed[i] = nil
+		r.spilled = r.offset+m > r.sock.FrameSize()
+		if r.spilled {
+			r.predict(i, m)
+		} else {
+			r.gsoSegs = 0
+		}
+		return m, nil
+	}
+	n := (payload + seg - 1) / seg
+	r.giveBackAll(pieces[n:])
+	r.placed[i] = pieces[:n]
+	return m, nil
+}
+
+// tapGatherBackoff is how many super-frames a reader reads whole after one read scattered
+// had to be gathered: the cost of scattering a stream toward a local port again, once per
+// this many super-frames.
+const tapGatherBackoff = 64
+
+// gathered tells r that a super-frame it read scattered had to be gathered.
+func (r *tapReader) gathered() {
+	r.gsoSegs, r.noScatter = 0, tapGatherBackoff
+}
+
+// trimSpare releases the spare TX frames beyond what one read takes, once a batch is
+// switched: what a batch gave back (the pieces of gathered or dropped super-frames) would
+// otherwise stay with the reader while its port is busy.
+func (r *tapReader) trimSpare() {
+	keep := tapReserveChunk
+	if r.mtu > 0 {
+		keep = tapGSOMaxSegs
+	}
+	if len(r.spare) > keep {
+		r.sock.Release(r.spare[keep:])
+		clear(r.spare[keep:])
+		r.spare = r.spare[:keep]
+	}
+}
+
+// releaseSpare gives the spare TX frames back to the socket.
+func (r *tapReader) releaseSpare() {
+	if len(r.spare) > 0 {
+		r.sock.Release(r.spare)
+		clear(r.spare)
+		r.spare = r.spare[:0]
+	}
+}
+
+// readv reads one frame into a, then b if it is longer than a.
+func (r *tapReader) readv(fd uintptr, a, b []byte) (int, error) {
+	r.iov[0], r.iov[1] = iovec(a), iovec(b)
+	m, _, e := unix.Syscall(unix.SYS_READV, fd, uintptr(unsafe.Pointer(&r.iov[0])), uintptr(len(r.iov)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(m), nil
 }

@@ -147,6 +147,21 @@ func vxdpBothHosts(t *testing.T, tag string, veth bool) {
 	startVXDP(t, tp, topo.SideA)
 	startVXDP(t, tp, topo.SideB)
 	checkOverlay(t, tp)
+	if veth {
+		return
+	}
+	// A TAP port's reader reads frames without GSO (the pings, the ACKs) straight into TX
+	// frames, and a TCP stream's super-frames scattered into them.
+	for _, ns := range []topo.NS{tp.HostA, tp.HostB} {
+		m := scrapeAdmin(t, ns)
+		inPlace, scattered := m.get("vxdp_egress_in_place_frames_total"), m.get("vxdp_egress_scattered_super_frames_total")
+		t.Logf("%s: %v frames sent from the TX frames they were read into, %v of %v super-frames read scattered",
+			ns, inPlace, scattered, m.get("vxdp_offload_gso_super_frames_total"))
+		if inPlace == 0 || scattered == 0 {
+			t.Errorf("%s: %v frames sent from the TX frames they were read into, %v super-frames read scattered; want some of each",
+				ns, inPlace, scattered)
+		}
+	}
 }
 
 // checkOverlay runs ICMP, a byte-checked TCP transfer and an iperf3 flow both ways between

@@ -235,7 +235,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 		"delivered", c.Delivered, "from_ports", c.FromPorts, "learned", c.Learned,
 		"gro_super_frames", c.GROSuperFrames, "gro_merged", c.GROMerged,
 		"gso_super_frames", c.GSOSuperFrames, "gso_segments", c.GSOSegments, "neigh_replies", c.NeighReplies,
-		"tap_io_uring_batches", c.TAPRingBatches, "tap_io_uring_frames", c.TAPRingFrames, dropCounters(vtep))
+		"tap_io_uring_batches", c.TAPRingBatches, "tap_io_uring_frames", c.TAPRingFrames,
+		"tx_in_place", c.TxInPlace, "gso_scattered", c.GSOPlaced, dropCounters(vtep))
 	if srv != nil {
 		// Last teardown step: Run has detached XDP, closed the sockets, drained the stages
 		// and removed the TAPs; a scrape in flight gets adminGrace to finish.

@@ -124,7 +124,7 @@ func FuzzSegment(f *testing.F) {
 			return
 		}
 		var l layout
-		if err := parseGSO(hdr, frame, &l); err != nil {
+		if err := parseGSO(hdr, frame, len(frame), &l); err != nil {
 			t.Fatalf("Segment accepted what parseGSO refuses: %v", err)
 		}
 		var payload []byte
@@ -147,7 +147,7 @@ func FuzzSegment(f *testing.F) {
 				t.Fatalf("segment %d: a header field changed that must be copied", i)
 			}
 			var sl layout
-			if err := parseGSO(VirtioNetHdr{GSOType: hdr.GSOType &^ GSOECN, GSOSize: 1}, s, &sl); err != nil || sl != l2(l, len(s)) {
+			if err := parseGSO(VirtioNetHdr{GSOType: hdr.GSOType &^ GSOECN, GSOSize: 1}, s, len(s), &sl); err != nil || sl != l2(l, len(s)) {
 				t.Fatalf("segment %d does not parse like the super-frame: %v", i, err)
 			}
 			if !l.v6 && naiveFold(naiveSum(s[ethLen:l.l4], 0)) != 0xffff {

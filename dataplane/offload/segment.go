@@ -56,10 +56,61 @@ func Segment(hdr VirtioNetHdr, frame []byte, mtu int, out [][]byte, sizes []int,
 		return segmentNone(hdr, frame, mtu, out, sizes, headroom)
 	}
 	var l layout
-	seg, n, err := plan(hdr, frame, mtu, &l)
+	seg, n, err := plan(hdr, frame, len(frame), mtu, &l)
 	if err != nil {
 		return 0, err
 	}
+	return writeSegments(frame, &l, seg, n, out, sizes, headroom, false)
+}
+
+// SegmentPlaced is Segment for a GSO super-frame whose payload a scattering read has
+// already put where Segment would copy it: head holds the frame's first bytes, its
+// headers at least (HeaderLen), frameLen is the whole frame's length, and the payload of
+// segment i lies at out[i][headroom+h:headroom+sizes[i]], h being the header length and
+// the payload pieces PayloadPerSegment bytes each (the last one the rest). SegmentPlaced
+// writes each segment's headers in front of its payload, as Segment does, and returns
+// the number of segments. It takes GSO frames only (ErrGSOType for GSONone); its errors
+// are otherwise Segment's, ErrShortBuffer also for a head shorter than the headers.
+func SegmentPlaced(hdr VirtioNetHdr, head []byte, frameLen, mtu int, out [][]byte, sizes []int, headroom int) (int, error) {
+	if err := hdr.check(); err != nil {
+		return 0, err
+	}
+	if hdr.GSOType == GSONone {
+		return 0, ErrGSOType
+	}
+	if headroom < 0 {
+		return 0, ErrShortBuffer
+	}
+	var l layout
+	seg, n, err := plan(hdr, head, frameLen, mtu, &l)
+	if err != nil {
+		return 0, err
+	}
+	return writeSegments(head, &l, seg, n, out, sizes, headroom, true)
+}
+
+// PayloadPerSegment returns the header length and the payload bytes per segment Segment
+// gives a GSO super-frame of frameLen bytes whose headers head holds, which is what a
+// scattering read needs to place the payload for SegmentPlaced. Its errors are
+// SegmentPlaced's.
+func PayloadPerSegment(hdr VirtioNetHdr, head []byte, frameLen, mtu int) (hdrLen, seg int, err error) {
+	if err := hdr.check(); err != nil {
+		return 0, 0, err
+	}
+	if hdr.GSOType == GSONone {
+		return 0, 0, ErrGSOType
+	}
+	var l layout
+	if seg, _, err = plan(hdr, head, frameLen, mtu, &l); err != nil {
+		return 0, 0, err
+	}
+	return l.hdrEnd, seg, nil
+}
+
+// writeSegments writes the n segments of seg payload bytes each of the super-frame laid
+// out in l whose headers frame holds; with placed, the payload is already in out, else it
+// is copied from frame.
+func writeSegments(frame []byte, l *layout, seg, n int, out [][]byte, sizes []int, headroom int, placed bool) (int, error) {
 	hl := l.hdrEnd // header bytes copied into every segment
 	payload := l.end - l.hdrEnd
 	if n > len(out) || n > len(sizes) {
@@ -91,7 +142,9 @@ func Segment(hdr VirtioNetHdr, frame []byte, mtu int, out [][]byte, sizes []int,
 		size := hl + chunk
 		dst := out[i][headroom : headroom+size]
 		copy(dst[:hl], frame[:hl])
-		copy(dst[hl:], frame[off:off+chunk])
+		if !placed {
+			copy(dst[hl:], frame[off:off+chunk])
+		}
 
 		ipLen := size - ethLen
 		if l.v6 {
@@ -139,16 +192,16 @@ func Segments(hdr VirtioNetHdr, frame []byte, mtu int) (n, hdrLen int, err error
 		return 1, 0, nil
 	}
 	var l layout
-	if _, n, err = plan(hdr, frame, mtu, &l); err != nil {
+	if _, n, err = plan(hdr, frame, len(frame), mtu, &l); err != nil {
 		return 0, 0, err
 	}
 	return n, l.hdrEnd, nil
 }
 
-// plan parses a GSO super-frame into l and returns the payload bytes per segment and
-// the number of segments.
-func plan(hdr VirtioNetHdr, frame []byte, mtu int, l *layout) (seg, n int, err error) {
-	if err := parseGSO(hdr, frame, l); err != nil {
+// plan parses a GSO super-frame of frameLen bytes, whose headers frame holds, into l and
+// returns the payload bytes per segment and the number of segments.
+func plan(hdr VirtioNetHdr, frame []byte, frameLen, mtu int, l *layout) (seg, n int, err error) {
+	if err := parseGSO(hdr, frame, frameLen, l); err != nil {
 		return 0, 0, err
 	}
 	ipHdrs := l.hdrEnd - ethLen // IP + transport headers, counted against the MTU
@@ -242,8 +295,10 @@ func completeChecksum(hdr VirtioNetHdr, frame []byte) {
 	binary.BigEndian.PutUint16(frame[at:at+2], c)
 }
 
-// parseGSO checks a GSO super-frame against its header and locates its headers.
-func parseGSO(hdr VirtioNetHdr, frame []byte, l *layout) error {
+// parseGSO checks a GSO super-frame of frameLen bytes against its header and locates its
+// headers, which frame holds: the whole frame, or its first bytes (then a frame too short
+// for its headers is ErrMalformed).
+func parseGSO(hdr VirtioNetHdr, frame []byte, frameLen int, l *layout) error {
 	gso := hdr.GSOType &^ GSOECN
 	if gso == GSOUDP || (gso == GSOUDPL4 && hdr.GSOType&GSOECN != 0) {
 		return ErrGSOType
@@ -264,7 +319,7 @@ func parseGSO(hdr VirtioNetHdr, frame []byte, l *layout) error {
 		}
 		ihl := int(frame[ethLen]&0x0f) * 4
 		total := int(be16(frame[ethLen+2 : ethLen+4]))
-		if ihl < ipv4MinLen || total < ihl || ethLen+total != len(frame) {
+		if ihl < ipv4MinLen || total < ihl || ethLen+total != frameLen {
 			return ErrMalformed
 		}
 		if be16(frame[ethLen+6:ethLen+8])&(ipv4MF|ipv4FragOff) != 0 {
@@ -280,7 +335,7 @@ func parseGSO(hdr VirtioNetHdr, frame []byte, l *layout) error {
 		if len(frame) < ethLen+ipv6Len || frame[ethLen]>>4 != 6 {
 			return ErrMalformed
 		}
-		if ethLen+ipv6Len+int(be16(frame[ethLen+4:ethLen+6])) != len(frame) {
+		if ethLen+ipv6Len+int(be16(frame[ethLen+4:ethLen+6])) != frameLen {
 			return ErrMalformed
 		}
 		l.v6 = true
@@ -292,18 +347,21 @@ func parseGSO(hdr VirtioNetHdr, frame []byte, l *layout) error {
 	default:
 		return ErrUnsupported
 	}
-	l.end = len(frame)
+	l.end = frameLen
+	if len(frame) > frameLen {
+		return ErrMalformed
+	}
 	csumOffset := udpCsumOffset
 	switch l.proto {
 	case protoTCP:
 		if gso == GSOUDPL4 {
 			return ErrGSOType
 		}
-		if l.l4+tcpMinLen > l.end {
+		if l.l4+tcpMinLen > len(frame) {
 			return ErrMalformed
 		}
 		doff := int(frame[l.l4+12]>>4) * 4
-		if doff < tcpMinLen || l.l4+doff > l.end {
+		if doff < tcpMinLen || l.l4+doff > len(frame) {
 			return ErrMalformed
 		}
 		l.hdrEnd = l.l4 + doff
@@ -312,7 +370,7 @@ func parseGSO(hdr VirtioNetHdr, frame []byte, l *layout) error {
 		if gso != GSOUDPL4 {
 			return ErrGSOType
 		}
-		if l.l4+udpLen > l.end || int(be16(frame[l.l4+4:l.l4+6])) != l.end-l.l4 {
+		if l.l4+udpLen > len(frame) || int(be16(frame[l.l4+4:l.l4+6])) != l.end-l.l4 {
 			return ErrMalformed
 		}
 		l.hdrEnd = l.l4 + udpLen

@@ -352,3 +352,59 @@ func TestCompleteChecksum(t *testing.T) {
 		}
 	}
 }
+
+// TestSegmentPlaced: a super-frame whose payload a scattering read put in place, piece by
+// piece behind room for the headers, comes out as Segment cuts it, for TCP and UDP over
+// IPv4 and IPv6, with and without timestamps, at sizes up to the largest; the head may
+// hold more than the headers. PayloadPerSegment gives the layout, and a head too short
+// for the headers is refused.
+func TestSegmentPlaced(t *testing.T) {
+	const headroom = 70
+	rng := rand.New(rand.NewPCG(3, 4))
+	want, wantSizes := segOut(64, headroom+ethLen+1500)
+	got, gotSizes := segOut(64, headroom+ethLen+1500)
+	for _, v6 := range []bool{false, true} {
+		for _, udp := range []bool{false, true} {
+			for _, ts := range []bool{false, true} {
+				if udp && ts {
+					continue
+				}
+				s := defaultFlow(0, v6, udp)
+				s.ts = ts
+				mss := 1500 - s.ipHdrLen()
+				maxPay := min(MaxFrameLen-ethLen-s.ipHdrLen(), 63*mss)
+				for _, size := range []int{1, mss, mss + 1, 10*mss + 7, maxPay, rng.IntN(maxPay) + 1} {
+					g := segSpec{seq: rng.Uint32(), flags: tcpACK | tcpPSH, window: 1000, id: 9, payload: randBytes(rng, size)}
+					h, frame := s.buildSuper(t, g, mss)
+					n, err := Segment(h, frame, 1500, want, wantSizes, headroom)
+					if err != nil {
+						t.Fatal(err)
+					}
+					hl, seg, err := PayloadPerSegment(h, frame[:min(len(frame), 200)], len(frame), 1500)
+					if err != nil || hl != ethLen+s.ipHdrLen() || seg != mss {
+						t.Fatalf("%s: PayloadPerSegment = %d, %d, %v; want %d, %d", familyName(s), hl, seg, err, ethLen+s.ipHdrLen(), mss)
+					}
+					for i := range n { // the scattering read's work
+						clear(got[i])
+						copy(got[i][headroom+hl:], frame[hl+i*seg:min(len(frame), hl+(i+1)*seg)])
+					}
+					m, err := SegmentPlaced(h, frame[:min(len(frame), hl+rng.IntN(40))], len(frame), 1500, got, gotSizes, headroom)
+					if err != nil || m != n {
+						t.Fatalf("%s, %d bytes: SegmentPlaced = %d, %v; Segment cut %d", familyName(s), size, m, err, n)
+					}
+					for i := range n {
+						if !bytes.Equal(got[i][headroom:headroom+gotSizes[i]], want[i][headroom:headroom+wantSizes[i]]) {
+							t.Fatalf("%s, %d bytes: segment %d differs from Segment's", familyName(s), size, i)
+						}
+					}
+					if _, err := SegmentPlaced(h, frame[:hl-1], len(frame), 1500, got, gotSizes, headroom); err != ErrMalformed {
+						t.Errorf("%s: a head short of the headers: %v, want ErrMalformed", familyName(s), err)
+					}
+				}
+			}
+		}
+	}
+	if _, err := SegmentPlaced(VirtioNetHdr{}, make([]byte, 60), 60, 1500, got, gotSizes, headroom); err != ErrGSOType {
+		t.Errorf("a frame without GSO: %v, want ErrGSOType", err)
+	}
+}

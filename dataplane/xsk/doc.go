@@ -25,7 +25,8 @@
 // caller -> Fill -> fill ring; a frame goes back to the fill ring only when the caller
 // hands it back, and until then its bytes stay valid, even across Close. The TX part
 // cycles free list -> TX ring -> completion ring -> free list inside Transmit, which
-// copies the caller's bytes in, so the caller never owns a TX frame.
+// copies the caller's bytes in; or the caller takes a TX frame with Reserve, builds a
+// packet in it, and owns it until Transmit posts it where it lies or Release gives it back.
 //
 // Concurrency. Receive, Wait and Fill form the RX side and are called by one goroutine.
 // Transmit may be called by several goroutines; it takes a mutex once per batch. Stats,

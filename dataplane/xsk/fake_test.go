@@ -481,9 +481,8 @@ func TestFakeReserveInPlace(t *testing.T) {
 	if d := k.sentDescs[0]; d.Addr%2048 != 100 || d.Len != 60 {
 		t.Errorf("in-place frame posted as %+v, want offset 100 into its frame, 60 bytes", d)
 	}
-	s.Transmit(nil) // reap
-	if len(s.txFree) != 4 || s.rxOut.Load() != 0 {
-		t.Fatalf("%d free TX frames, %d held, want 4 and 0", len(s.txFree), s.rxOut.Load())
+	if n := s.TxFree(); n != 4 || s.rxOut.Load() != 0 {
+		t.Fatalf("%d free TX frames, %d held, want 4 and 0", n, s.rxOut.Load())
 	}
 	// Across frames, or outside the TX part, is not in place.
 	if _, ok := s.txOffset(s.umem[2000:2100]); ok {

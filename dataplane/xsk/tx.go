@@ -180,6 +180,21 @@ func (s *Socket) TxPending() int {
 	return int(s.tx.pending())
 }
 
+// TxFree returns how many TX frames are free: neither reserved by the caller nor posted
+// and still with the kernel. It first reclaims what the kernel has completed. With nothing
+// reserved or in flight it is Options.TxFrames; less then means frames went missing.
+func (s *Socket) TxFree() int {
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if s.closed.Load() {
+		return 0
+	}
+	s.txMu.Lock()
+	defer s.txMu.Unlock()
+	s.reapLocked()
+	return len(s.txFree)
+}
+
 // reapLocked moves the frames the kernel has completed back to the free list.
 func (s *Socket) reapLocked() {
 	n := s.comp.avail(s.comp.size())

@@ -63,6 +63,7 @@ func running() *snapshot {
 	c.PerWorker = []uint64{7, 9}
 	c.GROSuperFrames, c.GROMerged, c.GSOSuperFrames, c.GSOSegments = 10, 400, 3, 90
 	c.TAPRingBatches, c.TAPRingFrames = 20, 700
+	c.TxInPlace, c.GSOPlaced = 800, 2
 	for i := range c.Parse {
 		c.Parse[i] = uint64(i)
 	}
@@ -174,20 +175,22 @@ func TestMetricsValues(t *testing.T) {
 	mfs, _ := scrape(t, src)
 	c := src.stats.Counters
 	for name, want := range map[string]uint64{
-		"vxdp_underlay_received_packets_total": c.RxPackets,
-		"vxdp_underlay_received_bytes_total":   c.RxBytes,
-		"vxdp_underlay_sent_packets_total":     c.TxPackets,
-		"vxdp_underlay_sent_bytes_total":       c.TxBytes,
-		"vxdp_port_delivered_packets_total":    c.Delivered,
-		"vxdp_port_delivered_bytes_total":      c.DeliveredBytes,
-		"vxdp_xdp_redirected_packets_total":    src.stats.XDP.Redirected,
-		"vxdp_xdp_passed_packets_total":        src.stats.XDP.Passed,
-		"vxdp_offload_gro_super_frames_total":  c.GROSuperFrames,
-		"vxdp_offload_gro_merged_frames_total": c.GROMerged,
-		"vxdp_offload_gso_super_frames_total":  c.GSOSuperFrames,
-		"vxdp_offload_gso_segments_total":      c.GSOSegments,
-		"vxdp_tap_io_uring_batches_total":      c.TAPRingBatches,
-		"vxdp_tap_io_uring_frames_total":       c.TAPRingFrames,
+		"vxdp_underlay_received_packets_total":     c.RxPackets,
+		"vxdp_underlay_received_bytes_total":       c.RxBytes,
+		"vxdp_underlay_sent_packets_total":         c.TxPackets,
+		"vxdp_underlay_sent_bytes_total":           c.TxBytes,
+		"vxdp_port_delivered_packets_total":        c.Delivered,
+		"vxdp_port_delivered_bytes_total":          c.DeliveredBytes,
+		"vxdp_xdp_redirected_packets_total":        src.stats.XDP.Redirected,
+		"vxdp_xdp_passed_packets_total":            src.stats.XDP.Passed,
+		"vxdp_offload_gro_super_frames_total":      c.GROSuperFrames,
+		"vxdp_offload_gro_merged_frames_total":     c.GROMerged,
+		"vxdp_offload_gso_super_frames_total":      c.GSOSuperFrames,
+		"vxdp_offload_gso_segments_total":          c.GSOSegments,
+		"vxdp_egress_in_place_frames_total":        c.TxInPlace,
+		"vxdp_egress_scattered_super_frames_total": c.GSOPlaced,
+		"vxdp_tap_io_uring_batches_total":          c.TAPRingBatches,
+		"vxdp_tap_io_uring_frames_total":           c.TAPRingFrames,
 	} {
 		if got := value(t, mfs, name, nil); got != float64(want) {
 			t.Errorf("%s = %v, want %d", name, got, want)

@@ -79,6 +79,8 @@ var (
 
 	tapRingBatches = desc("tap", "io_uring_batches_total", "Batches of TAP writes the mergers submitted through io_uring (tap_io_uring), one io_uring_enter each per ring's worth.")
 	tapRingFrames  = desc("tap", "io_uring_frames_total", "Inner frames the mergers wrote to TAPs through io_uring.")
+	egressPlaced   = desc("egress", "scattered_super_frames_total", "GSO super-frames read from local ports scattered: each segment's payload straight into an AF_XDP TX frame, only the headers written after the read.")
+	egressInPlace  = desc("egress", "in_place_frames_total", "Frames read from local ports straight into AF_XDP TX frames and sent from there with no copy after the read.")
 
 	neighReplies = desc("neigh", "replies_total", "ARP requests and IPv6 neighbour solicitations from local ports vxdp answered itself (neigh_suppress) instead of flooding them.")
 
@@ -177,6 +179,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(tapRingBatches, k.TAPRingBatches)
 	counter(tapRingFrames, k.TAPRingFrames)
 	counter(neighReplies, k.NeighReplies)
+	counter(egressInPlace, k.TxInPlace)
+	counter(egressPlaced, k.GSOPlaced)
 	for _, p := range s.Ports {
 		counter(portRead, p.Read, p.Name)
 		counter(portReadBytes, p.ReadBytes, p.Name)
