@@ -219,6 +219,22 @@ func NoURingConfigs() []Config {
 	}
 }
 
+// VariantConfigs returns vxdp in each direction with yaml appended to its config on every
+// host that runs it: vxdp-<name> (vxdp receives), vxdp-send-<name> (vxdp sends) and
+// vxdp-both-<name>. They measure what a config field is worth against the same
+// directions with the defaults, in one run: `-variant nortc="run_to_completion: false"`.
+func VariantConfigs(name, yaml string) []Config {
+	what := strings.ReplaceAll(strings.TrimSpace(yaml), "\n", ", ")
+	return []Config{
+		{Name: "vxdp-" + name, Description: "vxdp on B with " + what + ", kernel vxlan on A",
+			A: OverlayKernel, B: OverlayVXDP, VXDPYAML: yaml},
+		{Name: "vxdp-send-" + name, Description: "vxdp on A with " + what + ", kernel vxlan on B",
+			A: OverlayVXDP, B: OverlayKernel, VXDPYAML: yaml},
+		{Name: "vxdp-both-" + name, Description: "vxdp on both hosts with " + what,
+			A: OverlayVXDP, B: OverlayVXDP, VXDPYAML: yaml},
+	}
+}
+
 // VethConfigs returns vxdp and vxdp-both with veth ports instead of TAPs: the container's
 // frames cross an AF_XDP socket on the host end of a veth pair, in batches, where a TAP
 // costs a syscall per frame or super-frame. They measure which port kind carries more.

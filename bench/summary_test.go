@@ -310,6 +310,16 @@ func TestConfigs(t *testing.T) {
 	if tv, _ := SelectConfigs(cs, []string{"local-tap-veth"}); len(tv) != 1 || !tv[0].Local || !tv[0].VethServer || !tv[0].UsesVXDP() {
 		t.Errorf("local-tap-veth = %+v", tv)
 	}
+	vs := VariantConfigs("nortc", "run_to_completion: false\n")
+	if len(vs) != 3 || vs[0].Name != "vxdp-nortc" || vs[1].Name != "vxdp-send-nortc" || vs[2].Name != "vxdp-both-nortc" ||
+		vs[1].A != OverlayVXDP || vs[1].B != OverlayKernel || vs[2].VXDPYAML != "run_to_completion: false\n" {
+		t.Errorf("VariantConfigs = %+v", vs)
+	}
+	for _, c := range vs {
+		if err := c.validate(); err != nil {
+			t.Error(err)
+		}
+	}
 	w := WorkerConfigs([]int{1, 2})
 	if len(w) != 2 || w[1].Name != "vxdp-w2" || w[1].VXDPYAML != "workers: 2\n" || !w[1].UsesVXDP() || w[1].validate() != nil {
 		t.Errorf("WorkerConfigs = %+v", w)

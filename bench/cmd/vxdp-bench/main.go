@@ -57,6 +57,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	microflows := fs.String("microflows", "", "comma-separated micro-flow sizes: adds configurations vxdp-b<n> (vxdp on B with \"microflow: n\")")
 	noOffload := fs.Bool("nooffload", false, "adds configurations vxdp-nooffload and vxdp-both-nooffload (\"offload: false\")")
 	noURing := fs.Bool("nouring", false, "adds configurations vxdp-nouring and vxdp-both-nouring (\"tap_io_uring: false\")")
+	var variantFlags []string
+	fs.Func("variant", "NAME=YAML: adds configurations vxdp-NAME, vxdp-send-NAME and vxdp-both-NAME, vxdp with YAML (top-level config fields, \"; \" between them) in its config; repeatable", func(v string) error {
+		name, yaml, ok := strings.Cut(v, "=")
+		if !ok || name == "" || strings.TrimSpace(yaml) == "" {
+			return fmt.Errorf("%q is not NAME=YAML", v)
+		}
+		variantFlags = append(variantFlags, name, strings.ReplaceAll(yaml, "; ", "\n")+"\n")
+		return nil
+	})
 	veth := fs.Bool("veth", false, "adds configurations vxdp-veth and vxdp-both-veth (veth ports instead of TAPs); -configs may name them without it")
 	pprof := fs.Bool("pprof", false, "also write a CPU profile of every vxdp process over every run into OUT/pprof (from its admin server)")
 	perf := fs.Bool("perf", false, "also write a whole-machine profile of every run (perf record -a -g) into OUT/perf")
@@ -104,6 +113,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if *noURing {
 		variants = append(variants, bench.NoURingConfigs()...)
+	}
+	for i := 0; i < len(variantFlags); i += 2 {
+		variants = append(variants, bench.VariantConfigs(variantFlags[i], variantFlags[i+1])...)
 	}
 	if *veth {
 		variants = append(variants, bench.VethConfigs()...)
