@@ -77,10 +77,6 @@ type Config struct {
 	// a worker and to the merger buy no parallelism then, only scheduler work. On by
 	// default (config field run_to_completion).
 	RunToCompletion bool
-	// TAPNAPI opens the TAPs with a NAPI instance of their own, threaded, so that the
-	// container's receive path runs in a kernel thread beside vxdp's writes, not inside
-	// them (config field tap_napi; tapnapi.go).
-	TAPNAPI bool
 	// TAPIOUring writes each micro-flow's TAP deliveries with one io_uring_enter per queue
 	// instead of one write per frame (config field tap_io_uring; on by default). Where
 	// the kernel refuses io_uring, vxdp says so once and writes one frame per syscall.
@@ -176,11 +172,9 @@ type fileConfig struct {
 	MicroFlow *int   `yaml:"microflow"`
 	Offload   *bool  `yaml:"offload"`
 	// RunToCompletion is run_to_completion.
-	RunToCompletion *bool `yaml:"run_to_completion"`
-	// TAPNAPI is tap_napi.
-	TAPNAPI  *bool         `yaml:"tap_napi"`
-	Admin    *string       `yaml:"admin"`
-	Networks []fileNetwork `yaml:"networks"`
+	RunToCompletion *bool         `yaml:"run_to_completion"`
+	Admin           *string       `yaml:"admin"`
+	Networks        []fileNetwork `yaml:"networks"`
 
 	// PortsOnExit is keep or remove.
 	PortsOnExit string `yaml:"ports_on_exit"`
@@ -371,9 +365,6 @@ func (fc *fileConfig) validate() (*Config, error) {
 	}
 	if fc.RunToCompletion != nil {
 		c.RunToCompletion = *fc.RunToCompletion
-	}
-	if fc.TAPNAPI != nil {
-		c.TAPNAPI = *fc.TAPNAPI
 	}
 	c.TAPIOUring = fc.TAPIOUring == nil || *fc.TAPIOUring
 	if err := checkIfname("underlay", fc.Underlay, true); err != nil {

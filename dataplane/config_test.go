@@ -72,13 +72,13 @@ networks:
 	if p := c.Networks[0].Ports[0]; p.MTU != DefaultMTU || p.name() != "t0" {
 		t.Errorf("port defaults: got %+v", p)
 	}
-	if !c.KeepPorts || !c.Offload || !c.TAPIOUring || !c.RunToCompletion || c.TAPNAPI {
-		t.Errorf("ports_on_exit, offload, tap_io_uring, run_to_completion and tap_napi defaults: keep %v, offload %v, io_uring %v, run to completion %v, napi %v; want all but napi",
-			c.KeepPorts, c.Offload, c.TAPIOUring, c.RunToCompletion, c.TAPNAPI)
+	if !c.KeepPorts || !c.Offload || !c.TAPIOUring || !c.RunToCompletion {
+		t.Errorf("ports_on_exit, offload, tap_io_uring and run_to_completion defaults: keep %v, offload %v, io_uring %v, run to completion %v; want all",
+			c.KeepPorts, c.Offload, c.TAPIOUring, c.RunToCompletion)
 	}
-	off, err := ParseConfig(strings.NewReader("run_to_completion: false\ntap_napi: true\n" + minimalConfig))
-	if err != nil || off.RunToCompletion || !off.TAPNAPI {
-		t.Errorf("run_to_completion: false, tap_napi: true: got %+v, %v", off, err)
+	off, err := ParseConfig(strings.NewReader("run_to_completion: false\n" + minimalConfig))
+	if err != nil || off.RunToCompletion {
+		t.Errorf("run_to_completion: false: got %+v, %v", off, err)
 	}
 	for _, tc := range []struct {
 		yaml string
@@ -175,7 +175,6 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add("local: 1.2.3.4\nport: -1\n")
 	f.Add("run_to_completion: false\n" + minimalConfig)
 	f.Add("run_to_completion: maybe\n" + minimalConfig)
-	f.Add("tap_napi: true\n" + minimalConfig)
 	f.Add("underlay: eth0\nlocal: 192.168.77.2\ncluster: {etcd: [\"http://10.0.0.1:2379\"], node: a, lease_ttl: 3s}\nnetworks: [{vni: 1}]\n")
 	f.Add("ttl: inherit\ntos: 0x88\ndf: set\nsrcport: [1000, 2000]\nudp_checksum: true\nlearning: false\ntap_io_uring: false\n" + minimalConfig +
 		"    fdb: [{mac: \"02:aa:00:00:00:01\", remote: 192.168.77.1}]\n" +

@@ -155,8 +155,8 @@ func (v *VTEP) reloadable(cfg *Config) error {
 var configFields = map[string]string{
 	"Underlay": "underlay", "Local": "local", "Port": "port", "FDBMax": "fdb_max", "FDBAgeing": "fdb_ageing",
 	"Workers": "workers", "MicroFlow": "microflow", "Offload": "offload", "Admin": "admin",
-	"RunToCompletion": "run_to_completion", "TAPNAPI": "tap_napi",
-	"KeepPorts": "ports_on_exit", "VXLANReservedIgnored": "vxlan_reserved_bits", "InnerVLAN": "inner_vlan",
+	"RunToCompletion": "run_to_completion",
+	"KeepPorts":       "ports_on_exit", "VXLANReservedIgnored": "vxlan_reserved_bits", "InnerVLAN": "inner_vlan",
 	"SrcPorts": "srcport", "TAPIOUring": "tap_io_uring",
 }
 

@@ -70,7 +70,7 @@ const (
 //
 // A TAP taken over stays persistent and one created is not, until setPersist: so if
 // setting up the node fails, what was there stays and nothing new is left behind.
-func openTAP(p Port, index int, offload, napi bool) (_ *tap, err error) {
+func openTAP(p Port, index int, offload bool) (_ *tap, err error) {
 	var target netns.NsHandle = -1 // p.Netns, open while openTAP runs
 	if p.Netns != "" {
 		if target, err = netns.GetFromPath(p.Netns); err != nil {
@@ -92,7 +92,7 @@ func openTAP(p Port, index int, offload, napi bool) (_ *tap, err error) {
 			return nil, fmt.Errorf("port %s: %w", p.TAP, err)
 		}
 	}
-	fd, err := tunAttach(where, name, offload, napi)
+	fd, err := tunAttach(where, name, offload)
 	if err != nil {
 		verb := "create"
 		if adopted {
@@ -168,14 +168,6 @@ func openTAP(p Port, index int, offload, napi bool) (_ *tap, err error) {
 	if err := h.LinkSetUp(link); err != nil {
 		return nil, fmt.Errorf("set tap %s up: %w", p.name(), err)
 	}
-	if napi {
-		if err := unix.IoctlSetPointerInt(fd, unix.TUNSETSNDBUF, tapSndBuf); err != nil {
-			return nil, fmt.Errorf("set send buffer of tap %s: %w", p.name(), err)
-		}
-		if err := setThreadedNAPI(target, p.name()); err != nil {
-			return nil, fmt.Errorf("tap %s: %w", p.name(), err)
-		}
-	}
 	raw, err := file.SyscallConn()
 	if err != nil {
 		return nil, fmt.Errorf("tap %s: %w", p.TAP, err)
@@ -214,7 +206,7 @@ func existingTAP(ns netns.NsHandle, name string) (bool, error) {
 // to the TAP named name there, creating the device if there is none. A tun descriptor
 // looks devices up in the namespace it was opened in, which is why a TAP inside a
 // container is opened from there. It fails with EBUSY if another process holds the device.
-func tunAttach(ns netns.NsHandle, name string, vnetHdr, napi bool) (fd int, err error) {
+func tunAttach(ns netns.NsHandle, name string, vnetHdr bool) (fd int, err error) {
 	if ns != -1 {
 		runtime.LockOSThread()
 		orig, err := netns.Get()
@@ -244,9 +236,6 @@ func tunAttach(ns netns.NsHandle, name string, vnetHdr, napi bool) (fd int, err 
 	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI)
 	if vnetHdr {
 		flags |= unix.IFF_VNET_HDR
-	}
-	if napi {
-		flags |= unix.IFF_NAPI
 	}
 	ifr, err := unix.NewIfreq(name)
 	if err == nil {

@@ -78,7 +78,7 @@ func readSeqs(t *testing.T, fd, n int) []uint32 {
 // counted as TAP write drops, without reaching the ring.
 func TestTapRing(t *testing.T) {
 	enterVethNS(t, "ring")
-	tp, err := openTAP(Port{TAP: "vxr0", MTU: 1500}, 0, false, false)
+	tp, err := openTAP(Port{TAP: "vxr0", MTU: 1500}, 0, false)
 	if err != nil {
 		t.Fatal(err)
 	}

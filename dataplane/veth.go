@@ -59,7 +59,7 @@ type veth struct {
 // openPort opens local port p as its kind says: a TAP (openTAP) or a veth pair.
 func (v *VTEP) openPort(p Port, index int) (*tap, error) {
 	if p.Veth == "" {
-		return openTAP(p, index, v.cfg.Offload, v.cfg.TAPNAPI)
+		return openTAP(p, index, v.cfg.Offload)
 	}
 	t, replaced, err := openVeth(p, index)
 	if replaced {
