@@ -199,3 +199,21 @@ var netCounters = []string{
 	"Ip.ReasmOKs",
 	"Ip.ReasmFails",
 }
+
+// parseCPUAcct reads cpuacct.usage: one number, nanoseconds.
+func parseCPUAcct(text string) (uint64, bool) {
+	n, err := strconv.ParseUint(strings.TrimSpace(text), 10, 64)
+	return n, err == nil
+}
+
+// parseCPUStat reads the usage_usec line of a cgroup v2 cpu.stat, in nanoseconds.
+func parseCPUStat(text string) (uint64, bool) {
+	for _, line := range strings.Split(text, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 2 && f[0] == "usage_usec" {
+			n, err := strconv.ParseUint(f[1], 10, 64)
+			return n * 1000, err == nil
+		}
+	}
+	return 0, false
+}

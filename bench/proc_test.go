@@ -311,3 +311,20 @@ func FuzzParseVXDPCounters(f *testing.F) {
 		}
 	})
 }
+
+// TestCgroupCPU reads the root cgroup's CPU time in both cgroup versions' formats.
+func TestCgroupCPU(t *testing.T) {
+	if n, ok := parseCPUAcct("22590973394344\n"); !ok || n != 22590973394344 {
+		t.Errorf("cpuacct.usage: %d %v", n, ok)
+	}
+	if _, ok := parseCPUAcct("lots\n"); ok {
+		t.Error("cpuacct.usage: accepted a word")
+	}
+	stat := "usage_usec 123456789\nuser_usec 100\nsystem_usec 23\n"
+	if n, ok := parseCPUStat(stat); !ok || n != 123456789000 {
+		t.Errorf("cpu.stat: %d %v", n, ok)
+	}
+	if _, ok := parseCPUStat("user_usec 100\n"); ok {
+		t.Error("cpu.stat without usage_usec accepted")
+	}
+}

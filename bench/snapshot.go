@@ -21,6 +21,9 @@ type snapshot struct {
 	softirqs map[string][]uint64
 	irqs     map[string][]uint64
 	net      map[string]int64
+	// taskNanos is the root cgroup's CPU time, if ok: every task's run time in ns.
+	taskNanos uint64
+	taskOK    bool
 }
 
 // takeSnapshot reads /proc/stat, /proc/softirqs and /proc/interrupts, and
@@ -46,6 +49,7 @@ func takeSnapshot(ns topo.NS) (snapshot, error) {
 	if err != nil {
 		return s, fmt.Errorf("take snapshot: %w", err)
 	}
+	s.taskNanos, s.taskOK = readCgroupCPU()
 	s.net, err = readNetCounters(ns)
 	if err != nil {
 		return s, fmt.Errorf("take snapshot: %w", err)
@@ -85,7 +89,11 @@ func readNetCounters(ns topo.NS) (map[string]int64, error) {
 // from before to s.
 func (s snapshot) delta(before snapshot, run *Measurement) {
 	run.CPU = cpuDelta(before.cpu, s.cpu)
-	run.BusySeconds = busySeconds(before.cpu, s.cpu)
+	if before.taskOK && s.taskOK {
+		run.BusySeconds, run.BusySource = float64(sub(s.taskNanos, before.taskNanos))/1e9, "cgroup"
+	} else {
+		run.BusySeconds, run.BusySource = busySeconds(before.cpu, s.cpu), "proc-stat"
+	}
 	run.NetRx = countDelta(before.softirqs["NET_RX"], s.softirqs["NET_RX"])
 	run.NetTx = countDelta(before.softirqs["NET_TX"], s.softirqs["NET_TX"])
 	run.IRQs = countDelta(sumRows(before.irqs), sumRows(s.irqs))
@@ -96,4 +104,27 @@ func (s snapshot) delta(before snapshot, run *Measurement) {
 			run.Net[k] = v - before.net[k]
 		}
 	}
+}
+
+// Where the root cgroup says how much CPU time every task has had: cgroup v1's cpuacct
+// controller in nanoseconds, cgroup v2's cpu.stat in microseconds.
+const (
+	cgroupV1CPU = "/sys/fs/cgroup/cpuacct/cpuacct.usage"
+	cgroupV2CPU = "/sys/fs/cgroup/cpu.stat"
+)
+
+// readCgroupCPU returns the root cgroup's CPU time in nanoseconds, and whether either
+// file had it.
+func readCgroupCPU() (uint64, bool) {
+	if b, err := os.ReadFile(cgroupV1CPU); err == nil {
+		if n, ok := parseCPUAcct(string(b)); ok {
+			return n, true
+		}
+	}
+	if b, err := os.ReadFile(cgroupV2CPU); err == nil {
+		if n, ok := parseCPUStat(string(b)); ok {
+			return n, true
+		}
+	}
+	return 0, false
 }

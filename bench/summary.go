@@ -456,7 +456,8 @@ func (r *Results) summaryEfficiency(b *strings.Builder) {
 		return
 	}
 	fmt.Fprintf(b, "## Cost at a fixed rate\n\nAt an offered rate every configuration reaches, the whole machine's "+
-		"busy CPU time (usr, sys, irq and softirq of every core, /proc/stat) over the run per GB (10⁹ bytes) "+
+		"busy CPU time (every task's run time, kernel threads included, from the root cgroup; /proc/stat's "+
+		"usr, sys, irq and softirq ticks where no cgroup says) over the run per GB (10⁹ bytes) "+
 		"the receiver got. Lower is cheaper. × reference is the median of the ratios to %s (%s for the "+
 		"local configurations) in the same repetition; \"received\" says whether the rate was reached.\n\n",
 		RefKernel, RefBridge)

@@ -310,6 +310,12 @@ func TestConfigs(t *testing.T) {
 	if tv, _ := SelectConfigs(cs, []string{"local-tap-veth"}); len(tv) != 1 || !tv[0].Local || !tv[0].VethServer || !tv[0].UsesVXDP() {
 		t.Errorf("local-tap-veth = %+v", tv)
 	}
+	if ws, err := SelectWorkloads(FullPlan(Configs(), nil, nil).Workloads, []string{"udp-800M", "tcp-2G"}); err != nil || len(ws) != 2 || ws[0].Name != "tcp-2G" {
+		t.Errorf("SelectWorkloads = %v, %v", ws, err)
+	}
+	if _, err := SelectWorkloads(QuickPlan(Configs(), nil).Workloads, []string{"tcp-3G"}); !errors.Is(err, ErrBadPlan) {
+		t.Errorf("SelectWorkloads of an unknown workload: %v", err)
+	}
 	vs := VariantConfigs("nortc", "run_to_completion: false\n")
 	if len(vs) != 3 || vs[0].Name != "vxdp-nortc" || vs[1].Name != "vxdp-send-nortc" || vs[2].Name != "vxdp-both-nortc" ||
 		vs[1].A != OverlayVXDP || vs[1].B != OverlayKernel || vs[2].VXDPYAML != "run_to_completion: false\n" {

@@ -51,6 +51,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	check := fs.Bool("check", false, "exit 1 if any configuration and workload of the plan produced no number (never a speed threshold)")
 	reps := fs.Int("reps", 0, "repetitions (default 5, quick 1)")
 	dur := fs.Duration("t", 0, "length of each iperf3 run (default 5s, quick 2s)")
+	workloads := fs.String("workloads", "", "comma-separated workloads of the plan to run (default: all of them), e.g. tcp-2G,udp-800M,udp-64-40kpps for the cost table alone")
 	configs := fs.String("configs", "", "comma-separated configurations to run (default: all of "+names(bench.Configs())+")")
 	sweep := fs.String("sweep", strings.Join(bench.SweepConfigs, ","), "comma-separated configurations the flow-count and packet-size sweeps run on")
 	workers := fs.String("workers", "", "comma-separated vxdp worker counts: adds configurations vxdp-w<n> (vxdp on B with \"workers: n\")")
@@ -153,6 +154,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if *dur > 0 {
 		plan.Duration = *dur
+	}
+	if *workloads != "" {
+		if plan.Workloads, err = bench.SelectWorkloads(plan.Workloads, list(*workloads)); err != nil {
+			fmt.Fprintln(stderr, "vxdp-bench:", err)
+			return exitUsage
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
