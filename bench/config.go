@@ -264,15 +264,21 @@ func vxdpVariants(tag, field, what string, values []int) []Config {
 // SelectConfigs returns the configurations of all that names lists, in the
 // order of all. An unknown name is an error.
 func SelectConfigs(all []Config, names []string) ([]Config, error) {
-	var out []Config
+	return selectNamed(all, names, "configuration", func(c Config) string { return c.Name })
+}
+
+// selectNamed returns the elements of all whose name (by name) names lists, in the order
+// of all; a name no element has is an error that calls it a what.
+func selectNamed[T any](all []T, names []string, what string, name func(T) string) ([]T, error) {
 	for _, n := range names {
-		if !slices.ContainsFunc(all, func(c Config) bool { return c.Name == n }) {
-			return nil, fmt.Errorf("%w: unknown configuration %q", ErrBadPlan, n)
+		if !slices.ContainsFunc(all, func(e T) bool { return name(e) == n }) {
+			return nil, fmt.Errorf("%w: unknown %s %q", ErrBadPlan, what, n)
 		}
 	}
-	for _, c := range all {
-		if slices.Contains(names, c.Name) {
-			out = append(out, c)
+	var out []T
+	for _, e := range all {
+		if slices.Contains(names, name(e)) {
+			out = append(out, e)
 		}
 	}
 	return out, nil

@@ -222,16 +222,5 @@ func (p Plan) order(rep int) []Config {
 // SelectWorkloads returns the workloads of ws named in names, in ws's order; a name
 // that is not there is an error.
 func SelectWorkloads(ws []Workload, names []string) ([]Workload, error) {
-	var out []Workload
-	for _, n := range names {
-		if !slices.ContainsFunc(ws, func(w Workload) bool { return w.Name == n }) {
-			return nil, fmt.Errorf("%w: no workload %q in the plan", ErrBadPlan, n)
-		}
-	}
-	for _, w := range ws {
-		if slices.Contains(names, w.Name) {
-			out = append(out, w)
-		}
-	}
-	return out, nil
+	return selectNamed(ws, names, "workload", func(w Workload) string { return w.Name })
 }
