@@ -55,6 +55,9 @@ const (
 	// DropStaticMAC: a remote sent a frame whose source MAC is a static entry behind another
 	// remote VTEP.
 	DropStaticMAC
+	// DropUnderlayDown: a frame for a remote VTEP read from a port while the underlay is
+	// down (runLinkWatch saw it go): the kernel could only drop it.
+	DropUnderlayDown
 	numDrops
 )
 
@@ -78,6 +81,7 @@ var dropNames = [numDrops]string{
 	DropTxTooLong:      "tx_too_long",
 	DropECN:            "ecn_ce_not_ect",
 	DropStaticMAC:      "static_mac_from_remote",
+	DropUnderlayDown:   "underlay_down",
 }
 
 // String returns the reason's metric label.

@@ -509,6 +509,13 @@ func (e *egress) flush() {
 // and the container's TCP slows down, instead of losing segments. Only frames that still
 // find no room after txWait are dropped and counted.
 func (e *egress) transmit(frames [][]byte) {
+	if e.v.link.down.Load() {
+		// A down device takes nothing: sendto fails, or the kernel completes the frames
+		// unsent, one per wakeup, counted as transmitted. Dropped here, and counted.
+		e.c.drops[DropUnderlayDown].Add(uint64(len(frames)))
+		e.sock.Release(frames) // those read or cut in place: their TX frames come back
+		return
+	}
 	kept := frames[:0] // the caller's scratch list, compacted in place
 	for _, f := range frames {
 		if len(f) > e.sock.MaxTxLen() {

@@ -25,9 +25,11 @@ import (
 //   - The XDP program stays attached through its bpf_link; a driver that tears down its
 //     XDP queues on close (veth does) sets them up again on open, with the same program.
 //   - While down, nothing arrives, and the TX path cannot drain: sendto on the socket fails
-//     with ENETDOWN (counted as a failed kick), frames posted to the TX ring stay there and
-//     go out once the device is up, and when the TX frames are all in the ring egress drops
-//     what the ports send, counted as tx_full after its usual wait.
+//     (counted as a failed kick), or the kernel completes a posted frame unsent, one per
+//     wakeup (Linux 6.18's copy mode: NET_XMIT_DROP, EBUSY). So egress does not post what
+//     the ports send while runLinkWatch has the underlay down: it drops it, counted as
+//     underlay_down. Frames posted before the down go out once it is up, or are dropped
+//     by the kernel.
 //   - The kernel flushes the device's routes and neighbours; the resolver keeps the next
 //     hops' last MACs, so the outer headers stay valid, and asks the kernel again once the
 //     routes are back.
@@ -246,9 +248,9 @@ func (l *linkLog) removed() {
 		"underlay", v.cfg.Underlay)
 }
 
-// egressDrops is what egress has dropped for lack of TX room or of a next hop's MAC: what
-// the ports send while the underlay is down ends there.
+// egressDrops is what egress has dropped while the underlay was down, for lack of TX room
+// or of a next hop's MAC: what the ports send while the underlay is down ends there.
 func (v *VTEP) egressDrops() uint64 {
 	c := v.Counters()
-	return c.Drops[DropTxFull] + c.Drops[DropNoNeighbour]
+	return c.Drops[DropTxFull] + c.Drops[DropNoNeighbour] + c.Drops[DropUnderlayDown]
 }

@@ -67,7 +67,7 @@ func sumDrops(m map[string]float64, reasons ...string) float64 {
 // header-check reason too (vxdp_parse_drops_total).
 var (
 	egressDrops = []string{"runt", "too_big", "bad_source_mac", "bad_offload", "vxlan_from_port", "vlan_from_port",
-		"no_neighbour", "tx_full"}
+		"no_neighbour", "tx_full", "underlay_down"}
 	ingressDrops = []string{"unknown_vni", "remote_not_in_vni", "hairpin", "local_mac_from_remote", "no_local_port",
 		"tap_write", "inner_too_big"}
 )
@@ -334,10 +334,10 @@ func TestFaultUnderlayDownUp(t *testing.T) {
 		m := scrapeQuiet(t, tp.HostB)
 		checkAccounting(t, m)
 		// Where the outage's frames went: host A's kernel dropped what its vxlan sent into a
-		// wire without carrier; vxdp dropped what container B sent once the TX frames were all
-		// in the ring (tx_full), and counted the kicks the kernel refused (ENETDOWN).
-		t.Logf("lost: host A's wire end dropped %d frames; vxdp: tx_full %v, no_neighbour %v, kicks refused %v, TX ring full %v times",
-			linkTxDropped(t, tp.HostA, tp.WireA)-dropsA, m[dpDrop("tx_full")], m[dpDrop("no_neighbour")],
+		// wire without carrier; vxdp dropped what container B sent while the underlay was
+		// down (underlay_down), and counted the kicks the kernel refused.
+		t.Logf("lost: host A's wire end dropped %d frames; vxdp: underlay_down %v, tx_full %v, no_neighbour %v, kicks refused %v, TX ring full %v times",
+			linkTxDropped(t, tp.HostA, tp.WireA)-dropsA, m[dpDrop("underlay_down")], m[dpDrop("tx_full")], m[dpDrop("no_neighbour")],
 			sumPrefix(m, `vxdp_xsk_errors_total{kind="kick_failed"`), sumPrefix(m, `vxdp_xsk_errors_total{kind="tx_no_room"`))
 	})
 	t.Run("SIGTERM", func(t *testing.T) { checkStop(t, tp, v) })
