@@ -207,18 +207,6 @@ func NoOffloadConfigs() []Config {
 	}
 }
 
-// NoURingConfigs returns vxdp and vxdp-both with "tap_io_uring: false": each merger writes
-// one frame or super-frame per write(2) instead of a micro-flow's deliveries per
-// io_uring_enter. They measure what the io_uring batches are worth.
-func NoURingConfigs() []Config {
-	return []Config{
-		{Name: "vxdp-nouring", Description: "vxdp on B with tap_io_uring: false, kernel vxlan on A",
-			A: OverlayKernel, B: OverlayVXDP, VXDPYAML: "tap_io_uring: false\n"},
-		{Name: "vxdp-both-nouring", Description: "vxdp on both hosts with tap_io_uring: false",
-			A: OverlayVXDP, B: OverlayVXDP, VXDPYAML: "tap_io_uring: false\n"},
-	}
-}
-
 // VariantConfigs returns vxdp in each direction with yaml appended to its config on every
 // host that runs it: vxdp-<name> (vxdp receives), vxdp-send-<name> (vxdp sends) and
 // vxdp-both-<name>. They measure what a config field is worth against the same

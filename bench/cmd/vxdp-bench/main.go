@@ -57,7 +57,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	workers := fs.String("workers", "", "comma-separated vxdp worker counts: adds configurations vxdp-w<n> (vxdp on B with \"workers: n\")")
 	microflows := fs.String("microflows", "", "comma-separated micro-flow sizes: adds configurations vxdp-b<n> (vxdp on B with \"microflow: n\")")
 	noOffload := fs.Bool("nooffload", false, "adds configurations vxdp-nooffload and vxdp-both-nooffload (\"offload: false\")")
-	noURing := fs.Bool("nouring", false, "adds configurations vxdp-nouring and vxdp-both-nouring (\"tap_io_uring: false\")")
 	var variantFlags []string
 	fs.Func("variant", "NAME=YAML: adds configurations vxdp-NAME, vxdp-send-NAME and vxdp-both-NAME, vxdp with YAML (top-level config fields, \"; \" between them) in its config; repeatable", func(v string) error {
 		name, yaml, ok := strings.Cut(v, "=")
@@ -111,9 +110,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	variants := append(bench.WorkerConfigs(ws), bench.MicroFlowConfigs(bs)...)
 	if *noOffload {
 		variants = append(variants, bench.NoOffloadConfigs()...)
-	}
-	if *noURing {
-		variants = append(variants, bench.NoURingConfigs()...)
 	}
 	for i := 0; i < len(variantFlags); i += 2 {
 		variants = append(variants, bench.VariantConfigs(variantFlags[i], variantFlags[i+1])...)
